@@ -1,0 +1,310 @@
+//! Start, run, reload and drain the appliance.
+//!
+//! Start: load config, certificates, signing keys; choose the I/O engine; build the index
+//! (before any listener accepts); bind; ready. `SIGHUP` reloads certificates and signing keys
+//! atomically (a bad file keeps the old ones and says why). `SIGTERM`/`SIGINT` drain:
+//! readiness goes false, listeners close, connections finish their in-flight requests up to
+//! `server.drain-deadline`, then the process exits 0.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use oca_common::token::KeySet;
+use oca_storage::{DirStore, DirStoreOptions, EngineOptions, ObjectStore};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Config;
+use crate::error::OcaError;
+use crate::handler::Shared;
+use crate::metrics::{
+    EngineLabels, Metrics, Outcome, ReloadLabels, ReloadWhat, TierLabel, TierLabels,
+};
+
+/// Read a signing key file.
+pub fn load_keys(path: &Path) -> Result<KeySet, OcaError> {
+    let text = std::fs::read_to_string(path).map_err(|e| OcaError::Keys {
+        file: path.to_path_buf(),
+        message: format!("cannot read: {e}"),
+    })?;
+    KeySet::from_toml(&text).map_err(|e| OcaError::Keys {
+        file: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Everything `check-config` verifies, without binding or serving: the config, the
+/// certificate and key, the signing keys and the storage root.
+pub fn check(cfg: &Config) -> Result<(), OcaError> {
+    if cfg.server.https_listen.is_some() {
+        crate::server::tls::load_tls(&cfg.tls.cert, &cfg.tls.key)?;
+    }
+    let keys = load_keys(&cfg.tokens.keys_file)?;
+    if keys.is_empty() && cfg.server.require_token {
+        return Err(OcaError::Keys {
+            file: cfg.tokens.keys_file.clone(),
+            message: "no signing keys, but require-token = true".into(),
+        });
+    }
+    if !cfg.storage.root.is_dir() {
+        return Err(OcaError::Config {
+            file: cfg.storage.root.clone(),
+            message: "storage.root is not a directory".into(),
+        });
+    }
+    Ok(())
+}
+
+/// A running appliance: its addresses and the handles to stop it. Tests and the demo run
+/// it in-process; `oca serve` runs it until a signal.
+#[derive(Debug)]
+pub struct Running {
+    pub https: Option<SocketAddr>,
+    pub http: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    pub shared: Arc<Shared>,
+    tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, OcaError> {
+    let sock = match addr {
+        SocketAddr::V4(_) => socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None),
+        SocketAddr::V6(_) => socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None),
+    }
+    .map_err(|source| OcaError::Bind { addr, source })?;
+    let setup = || -> std::io::Result<std::net::TcpListener> {
+        sock.set_reuse_address(true)?;
+        sock.set_nonblocking(true)?;
+        sock.bind(&addr.into())?;
+        sock.listen(4096)?;
+        Ok(sock.try_clone()?.into())
+    };
+    let std = setup().map_err(|source| OcaError::Bind { addr, source })?;
+    TcpListener::from_std(std).map_err(|source| OcaError::Bind { addr, source })
+}
+
+impl Running {
+    /// Load everything, build the index, bind the listeners and start serving.
+    pub async fn start(cfg: Config) -> Result<Running, OcaError> {
+        let started_at = SystemTime::now();
+        let cfg = Arc::new(cfg);
+        let tls = match cfg.server.https_listen {
+            Some(_) => Some(Arc::new(ArcSwap::new(crate::server::tls::load_tls(
+                &cfg.tls.cert,
+                &cfg.tls.key,
+            )?))),
+            None => None,
+        };
+        let keys = load_keys(&cfg.tokens.keys_file)?;
+        let metrics = Arc::new(Metrics::new());
+        let opts = EngineOptions {
+            buffer_size: cfg.storage.read_size as usize,
+            ..EngineOptions::default()
+        };
+        let engine = oca_storage::select_engine(cfg.storage.io_engine, &opts)?;
+        tracing::info!(engine = engine.kind().as_str(), "disk I/O engine");
+        let store_opts = DirStoreOptions {
+            root: cfg.storage.root.clone(),
+            ram_bytes: cfg.storage.ram_bytes,
+            ram_max_object: cfg.storage.ram_max_object,
+        };
+        // Indexing reads and hashes files: keep it off the runtime workers.
+        let store = tokio::task::spawn_blocking(move || DirStore::open(store_opts))
+            .await
+            .map_err(|e| OcaError::Io {
+                what: "building the index".into(),
+                source: std::io::Error::other(e.to_string()),
+            })??;
+        let stats = store.stats();
+        tracing::info!(
+            objects = stats.objects,
+            bytes = stats.bytes,
+            ram_objects = stats.ram_objects,
+            ram_bytes = stats.ram_bytes,
+            ram_locked = stats.ram_locked,
+            "index loaded"
+        );
+        metrics
+            .io_engine
+            .get_or_create(&EngineLabels {
+                engine: engine.kind().as_str(),
+            })
+            .set(1);
+        let tier = |tier| TierLabels { tier };
+        metrics
+            .storage_objects
+            .get_or_create(&tier(TierLabel::Ram))
+            .set(stats.ram_objects as i64);
+        metrics
+            .storage_bytes
+            .get_or_create(&tier(TierLabel::Ram))
+            .set(stats.ram_bytes as i64);
+        metrics
+            .storage_objects
+            .get_or_create(&tier(TierLabel::Disk))
+            .set(stats.objects as i64);
+        metrics
+            .storage_bytes
+            .get_or_create(&tier(TierLabel::Disk))
+            .set(stats.bytes as i64);
+        metrics.ram_locked.set(i64::from(stats.ram_locked));
+        metrics.start_time.set(
+            started_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64),
+        );
+        let shared = Arc::new(Shared {
+            config: cfg.clone(),
+            keys: ArcSwap::from_pointee(keys),
+            store: Arc::new(store) as Arc<dyn ObjectStore>,
+            engine,
+            metrics,
+            ready: AtomicBool::new(false),
+            open_connections: AtomicU64::new(0),
+            started_at,
+        });
+
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let slots = Arc::new(Semaphore::new(cfg.limits.max_connections));
+        let admin_l = bind(cfg.admin.listen).await?;
+        let admin = admin_l.local_addr().map_err(|source| OcaError::Bind {
+            addr: cfg.admin.listen,
+            source,
+        })?;
+        let mut https = None;
+        let mut http = None;
+        let mut listeners = Vec::new();
+        if let (Some(addr), Some(tls)) = (cfg.server.https_listen, &tls) {
+            let l = bind(addr).await?;
+            https = l.local_addr().ok();
+            listeners.push(tokio::spawn(crate::server::tls::serve(
+                l,
+                shared.clone(),
+                tls.clone(),
+                slots.clone(),
+                tracker.clone(),
+                cancel.clone(),
+            )));
+        }
+        if let Some(addr) = cfg.server.http_listen {
+            let l = bind(addr).await?;
+            http = l.local_addr().ok();
+            listeners.push(tokio::spawn(crate::server::plain::serve(
+                l,
+                shared.clone(),
+                slots.clone(),
+                tracker.clone(),
+                cancel.clone(),
+            )));
+        }
+        // The admin port outlives the drain so /readyz can say "not ready" meanwhile.
+        tokio::spawn(crate::admin::serve(
+            admin_l,
+            shared.clone(),
+            TaskTracker::new(),
+            CancellationToken::new(),
+        ));
+        shared.ready.store(true, Ordering::Relaxed);
+        shared.metrics.ready.set(1);
+        tracing::info!(?https, ?http, %admin, id = %cfg.server.id, "ready");
+        Ok(Running {
+            https,
+            http,
+            admin,
+            shared,
+            tls,
+            cancel,
+            tracker,
+        })
+    }
+
+    /// Reload certificates and signing keys (SIGHUP). Each is swapped in whole or not at all.
+    pub fn reload(&self) {
+        let cfg = &self.shared.config;
+        let m = &self.shared.metrics;
+        let count = |what, outcome| m.reloads.get_or_create(&ReloadLabels { what, outcome }).inc();
+        if let Some(tls) = &self.tls {
+            match crate::server::tls::load_tls(&cfg.tls.cert, &cfg.tls.key) {
+                Ok(new) => {
+                    tls.store(new);
+                    count(ReloadWhat::Certificates, Outcome::Ok);
+                    tracing::info!("certificates reloaded");
+                }
+                Err(e) => {
+                    count(ReloadWhat::Certificates, Outcome::Error);
+                    tracing::error!(error = %e, "certificate reload failed; keeping the old ones");
+                }
+            }
+        }
+        match load_keys(&cfg.tokens.keys_file) {
+            Ok(keys) => {
+                let kids: Vec<String> = keys.kids().map(str::to_owned).collect();
+                self.shared.keys.store(Arc::new(keys));
+                count(ReloadWhat::SigningKeys, Outcome::Ok);
+                tracing::info!(?kids, "signing keys reloaded");
+            }
+            Err(e) => {
+                count(ReloadWhat::SigningKeys, Outcome::Error);
+                tracing::error!(error = %e, "signing key reload failed; keeping the old ones");
+            }
+        }
+    }
+
+    /// Drain: readiness false, listeners closed, in-flight requests finish up to the
+    /// deadline. Returns whether everything finished in time.
+    pub async fn drain(self) -> bool {
+        self.shared.ready.store(false, Ordering::Relaxed);
+        self.shared.metrics.ready.set(0);
+        let deadline = self.shared.config.server.drain_deadline;
+        tracing::info!(
+            connections = self.shared.open_connections.load(Ordering::Relaxed),
+            ?deadline,
+            "draining"
+        );
+        self.cancel.cancel();
+        self.tracker.close();
+        let done = tokio::time::timeout(deadline, self.tracker.wait()).await.is_ok();
+        if done {
+            tracing::info!("drained");
+        } else {
+            tracing::warn!(
+                connections = self.shared.open_connections.load(Ordering::Relaxed),
+                "drain deadline passed; closing the remaining connections"
+            );
+        }
+        done
+    }
+}
+
+/// `oca serve`: run until SIGTERM or SIGINT, reloading on SIGHUP.
+pub async fn serve(cfg: Config) -> Result<(), OcaError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let sig = |k| {
+        signal(k).map_err(|source| OcaError::Io {
+            what: "installing signal handlers".into(),
+            source,
+        })
+    };
+    let mut hup = sig(SignalKind::hangup())?;
+    let mut term = sig(SignalKind::terminate())?;
+    let mut int = sig(SignalKind::interrupt())?;
+    let running = Running::start(cfg).await?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => running.reload(),
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    running.drain().await;
+    Ok(())
+}

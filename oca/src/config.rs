@@ -1,0 +1,407 @@
+//! The appliance's configuration: serde TOML, kebab-case keys, human units, `validate()` right
+//! after parsing. `oca/etc/oca.toml` is the commented template; a test parses it and compares
+//! it with the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use oca_storage::EnginePref;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::OcaError;
+
+/// Top-level configuration.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub tls: TlsConfig,
+    pub tokens: TokenConfig,
+    pub admin: AdminConfig,
+    pub storage: StorageConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+/// Identity and listeners.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Appliance id, reported to steering and in `/v1/status`.
+    pub id: String,
+    /// HTTPS listener (HTTP/1.1 and HTTP/2 by ALPN).
+    pub https_listen: Option<SocketAddr>,
+    /// Optional plain HTTP/1.1 listener (sendfile); for peer fill and internal clients.
+    pub http_listen: Option<SocketAddr>,
+    /// When false, `GET /o/{key}` serves without a token (benches and local tests only).
+    pub require_token: bool,
+    /// How long in-flight requests may run after SIGTERM.
+    #[serde(deserialize_with = "duration")]
+    pub drain_deadline: Duration,
+    /// Tokio worker threads; 0 = one per core.
+    pub worker_threads: usize,
+}
+
+/// TLS certificate chain and key (PEM), reloaded on SIGHUP.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Signed-URL checking (DESIGN §3).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Key file: one TOML table per kid with `secret` in base64. Reloaded on SIGHUP.
+    pub keys_file: PathBuf,
+    /// Allowed clock skew when checking expiry.
+    #[serde(deserialize_with = "duration")]
+    pub clock_skew: Duration,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// SHA-256 (hex) of the admin bearer token; `oca hash-token` prints it.
+    pub token_sha256: String,
+}
+
+/// Storage (one directory of object files for now; tiers come with the storage engine).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StorageConfig {
+    pub root: PathBuf,
+    /// `auto` tries io_uring and falls back to pread; `io-uring` insists; `pread` forces it.
+    pub io_engine: EnginePref,
+    /// Bytes of the hottest small objects kept in locked memory.
+    #[serde(with = "oca_common::units::bytes")]
+    pub ram_bytes: u64,
+    /// Larger objects never go to RAM.
+    #[serde(with = "oca_common::units::bytes")]
+    pub ram_max_object: u64,
+    /// Read size per I/O (and pooled buffer size).
+    #[serde(with = "oca_common::units::bytes")]
+    pub read_size: u64,
+}
+
+/// Protocol limits and timeouts.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_connections: usize,
+    #[serde(with = "oca_common::units::bytes")]
+    pub max_header_bytes: u64,
+    pub max_url_bytes: usize,
+    #[serde(deserialize_with = "duration")]
+    pub header_read_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub idle_timeout: Duration,
+    #[serde(deserialize_with = "duration")]
+    pub tls_handshake_timeout: Duration,
+    pub h2_max_concurrent_streams: u32,
+    #[serde(with = "oca_common::units::bytes")]
+    pub h2_stream_window: u64,
+    #[serde(with = "oca_common::units::bytes")]
+    pub h2_connection_window: u64,
+}
+
+/// Logging.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct LogConfig {
+    /// `human` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `oca=debug`.
+    pub level: String,
+    /// One JSON line per request on the `oca::access` target.
+    pub access_log: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            id: "oca-1".into(),
+            https_listen: Some(SocketAddr::from(([0, 0, 0, 0], 443))),
+            http_listen: None,
+            require_token: true,
+            drain_deadline: Duration::from_secs(30),
+            worker_threads: 0,
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        TlsConfig {
+            cert: "/etc/oca/tls/cert.pem".into(),
+            key: "/etc/oca/tls/key.pem".into(),
+        }
+    }
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        TokenConfig {
+            keys_file: "/etc/oca/signing-keys.toml".into(),
+            clock_skew: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9443)),
+            token_sha256: String::new(),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            root: "/srv/oca/objects".into(),
+            io_engine: EnginePref::Auto,
+            ram_bytes: 1 << 30,
+            ram_max_object: 4 << 20,
+            read_size: 256 << 10,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_connections: 20_000,
+            max_header_bytes: 16 << 10,
+            max_url_bytes: 2048,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            h2_max_concurrent_streams: 128,
+            h2_stream_window: 1 << 20,
+            h2_connection_window: 8 << 20,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Human,
+            level: "info".into(),
+            access_log: true,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server: ServerConfig::default(),
+            tls: TlsConfig::default(),
+            tokens: TokenConfig::default(),
+            admin: AdminConfig::default(),
+            storage: StorageConfig::default(),
+            limits: LimitsConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map_err(|e| serde::de::Error::custom(format!("bad duration {s:?}: {e} (use e.g. \"30s\", \"5m\")")))
+}
+
+impl Config {
+    /// Read, parse and validate a config file. Errors name the file, the key and the problem.
+    pub fn load(path: &Path) -> Result<Config, OcaError> {
+        let text = std::fs::read_to_string(path).map_err(|e| OcaError::Config {
+            file: path.to_path_buf(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parse and validate config text; `path` is used in messages and to resolve relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<Config, OcaError> {
+        let mut cfg: Config = toml::from_str(text).map_err(|e| OcaError::Config {
+            file: path.to_path_buf(),
+            message: e.to_string().trim_end().to_string(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve_relative(base);
+        cfg.validate().map_err(|message| OcaError::Config {
+            file: path.to_path_buf(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    /// Relative paths in a config file are relative to the file's folder.
+    fn resolve_relative(&mut self, base: &Path) {
+        for p in [
+            &mut self.tls.cert,
+            &mut self.tls.key,
+            &mut self.tokens.keys_file,
+            &mut self.storage.root,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+    }
+
+    /// Checks that serde cannot express. Each message starts with the key it is about.
+    pub fn validate(&self) -> Result<(), String> {
+        let mut errs = Vec::new();
+        if self.server.id.is_empty()
+            || self.server.id.len() > 64
+            || !self
+                .server
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        {
+            errs.push("server.id: must be 1-64 characters of [A-Za-z0-9._-]".to_string());
+        }
+        if self.server.https_listen.is_none() && self.server.http_listen.is_none() {
+            errs.push("server: at least one of https-listen and http-listen must be set".into());
+        }
+        if let (Some(a), Some(b)) = (self.server.https_listen, self.server.http_listen)
+            && a == b
+        {
+            errs.push(format!("server.http-listen: {b} is also https-listen"));
+        }
+        if Some(self.admin.listen) == self.server.https_listen
+            || Some(self.admin.listen) == self.server.http_listen
+        {
+            errs.push(format!("admin.listen: {} is also a public listener", self.admin.listen));
+        }
+        if self.admin.token_sha256.len() != 64
+            || !self.admin.token_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            errs.push(
+                "admin.token-sha256: must be 64 hex characters (run `oca hash-token TOKEN`)".into(),
+            );
+        }
+        if self.limits.max_connections == 0 {
+            errs.push("limits.max-connections: must be at least 1".into());
+        }
+        if !(8 << 10..=1 << 20).contains(&self.limits.max_header_bytes) {
+            errs.push("limits.max-header-bytes: must be between 8KiB and 1MiB".into());
+        }
+        if !(64..=65536).contains(&self.limits.max_url_bytes) {
+            errs.push("limits.max-url-bytes: must be between 64 and 65536".into());
+        }
+        for (name, d) in [
+            ("limits.header-read-timeout", self.limits.header_read_timeout),
+            ("limits.idle-timeout", self.limits.idle_timeout),
+            ("limits.tls-handshake-timeout", self.limits.tls_handshake_timeout),
+        ] {
+            if d.is_zero() {
+                errs.push(format!("{name}: must be more than 0s"));
+            }
+        }
+        if self.limits.h2_max_concurrent_streams == 0 {
+            errs.push("limits.h2-max-concurrent-streams: must be at least 1".into());
+        }
+        let win = 65_535..=(1u64 << 31) - 1;
+        if !win.contains(&self.limits.h2_stream_window) {
+            errs.push("limits.h2-stream-window: must be between 65535 and 2^31-1 bytes".into());
+        }
+        if !win.contains(&self.limits.h2_connection_window) {
+            errs.push("limits.h2-connection-window: must be between 65535 and 2^31-1 bytes".into());
+        }
+        if !(4096..=16 << 20).contains(&self.storage.read_size) || self.storage.read_size % 4096 != 0
+        {
+            errs.push("storage.read-size: must be a multiple of 4KiB between 4KiB and 16MiB".into());
+        }
+        if self.tokens.clock_skew > Duration::from_secs(600) {
+            errs.push("tokens.clock-skew: at most 10m".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            errs.push(format!("log.level: {:?} is not a valid filter", self.log.level));
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            Err(errs.join("\n"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEMPLATE: &str = include_str!("../etc/oca.toml");
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Path::new("/etc/oca/oca.toml")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn template_parses_and_equals_defaults() {
+        let cfg = parse(TEMPLATE).expect("template parses");
+        let mut want = Config::default();
+        // The template fills in the one value without a usable default.
+        want.admin.token_sha256 = cfg.admin.token_sha256.clone();
+        assert_eq!(cfg, want);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let ok = "[admin]\ntoken-sha256 = \"".to_string() + &"a".repeat(64) + "\"\n";
+        assert!(parse(&ok).is_ok());
+        let cases: &[(&str, &str)] = &[
+            ("[server]\nbogus = 1\n", "bogus"),
+            ("[nope]\n", "nope"),
+            ("[server]\nhttps-listen = \"not an addr\"\n", "https-listen"),
+            ("[server]\ndrain-deadline = \"soon\"\n", "drain-deadline"),
+            ("[storage]\nram-bytes = \"12 parsecs\"\n", "ram-bytes"),
+            ("[storage]\nio-engine = \"magic\"\n", "io-engine"),
+            ("[limits]\nmax-connections = 0\n", "limits.max-connections"),
+            ("[limits]\nmax-connections = -1\n", "max-connections"),
+            ("[limits]\nidle-timeout = \"0s\"\n", "limits.idle-timeout"),
+            ("[limits]\nh2-stream-window = \"1KiB\"\n", "h2-stream-window"),
+            ("[limits]\nmax-header-bytes = 10\n", "max-header-bytes"),
+            ("[server]\nid = \"bad id!\"\n", "server.id"),
+            ("[server]\nhttps-listen = \"127.0.0.1:9443\"\n", "admin.listen"),
+            ("[log]\nformat = \"xml\"\n", "format"),
+            ("this is not toml", "expected"),
+        ];
+        for (text, needle) in cases {
+            let text = format!("{text}\n{ok}");
+            // Put the admin table last so a [section] header in `text` does not swallow it.
+            let err = parse(&text).expect_err(text.as_str());
+            assert!(err.contains(needle), "{text:?} -> {err}");
+            assert!(err.contains("/etc/oca/oca.toml"), "{err}");
+        }
+        let err = parse("").expect_err("empty config lacks the admin token");
+        assert!(err.contains("admin.token-sha256"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let text = "[storage]\nroot = \"objects\"\n[admin]\ntoken-sha256 = \"".to_string()
+            + &"b".repeat(64)
+            + "\"\n";
+        let cfg = Config::parse(&text, Path::new("/srv/x/oca.toml")).unwrap();
+        assert_eq!(cfg.storage.root, PathBuf::from("/srv/x/objects"));
+    }
+}

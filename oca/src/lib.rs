@@ -1,0 +1,28 @@
+//! `oca`: the appliance daemon of an Open Connect-style CDN (DESIGN §4).
+//!
+//! It serves immutable video objects over HTTPS (HTTP/1.1 and HTTP/2 by ALPN, rustls) and,
+//! optionally, plain HTTP/1.1 with `sendfile`, behind signed URLs checked by
+//! [`oca_common::token`]. Disk reads go through `oca_storage`'s I/O engine (io_uring on a ring
+//! thread, or pread), never on a runtime worker. An admin port serves metrics, health and
+//! status. It does not (yet) serve HTTP/3, ingest objects, manage tiers, heartbeat to
+//! steering or talk to BIRD: those are later issues (see the README's status table).
+//!
+//! Layout: [`handler`] decides every response (pure but for an in-memory index lookup);
+//! [`server`] moves bytes for each protocol; [`app`] starts, reloads and drains;
+//! [`http`] holds the RFC 9110 range and conditional logic as pure functions.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod app;
+pub mod body;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod handler;
+pub mod http;
+pub mod metrics;
+pub mod server;
+pub mod sign;
+
+pub use config::Config;
+pub use error::OcaError;

@@ -1,0 +1,235 @@
+//! HTTP/1.1 and HTTP/2 over TLS (rustls with aws-lc-rs), protocol chosen by ALPN.
+
+use std::convert::Infallible;
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use hyper::body::Incoming;
+use hyper::server::conn::{http1, http2};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls::ServerConfig;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::body::{Counted, OcaBody};
+use crate::error::OcaError;
+use crate::handler::{self, Request, Shared};
+use crate::metrics::{Listener, Proto, RefuseLabels, RefuseReason};
+use crate::server::{Activity, ConnGuard, IdleIo, tune_socket};
+
+/// Load a certificate chain and key into a server config with ALPN `h2`, `http/1.1`.
+pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, OcaError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| OcaError::Tls(format!("{}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| OcaError::Tls(format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(OcaError::Tls(format!(
+            "{}: no certificate found",
+            cert.display()
+        )));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| OcaError::Tls(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| OcaError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| OcaError::Tls(format!("certificate and key do not go together: {e}")))?;
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Session tickets: returning players skip the full handshake.
+    if let Ok(t) = rustls::crypto::aws_lc_rs::Ticketer::new() {
+        cfg.ticketer = t;
+    }
+    Ok(Arc::new(cfg))
+}
+
+/// hyper connection builders, configured once from the limits.
+#[derive(Debug, Clone)]
+pub struct Builders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    pub fn new(shared: &Shared) -> Builders {
+        let l = &shared.config.limits;
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(l.header_read_timeout)
+            // Bounds the request head; a larger head is answered 431 by hyper.
+            .max_buf_size(l.max_header_bytes as usize)
+            .keep_alive(true);
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_concurrent_streams(l.h2_max_concurrent_streams)
+            .initial_stream_window_size(l.h2_stream_window as u32)
+            .initial_connection_window_size(l.h2_connection_window as u32)
+            .max_header_list_size(l.max_header_bytes as u32)
+            .max_send_buf_size(1 << 20);
+        Builders { h1, h2 }
+    }
+}
+
+/// Accept loop of the HTTPS listener. Returns when `cancel` fires; connections keep running
+/// under `tracker` and shut down gracefully.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Arc<ArcSwap<ServerConfig>>,
+    slots: Arc<Semaphore>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+) {
+    let builders = Builders::new(&shared);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    accept_error(e).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            refuse(&shared, RefuseReason::ConnectionCap);
+            drop(tcp);
+            continue;
+        };
+        tune_socket(&tcp);
+        let guard = ConnGuard::new(shared.clone(), Listener::Https, permit);
+        let acceptor = TlsAcceptor::from(tls.load_full());
+        let shared = shared.clone();
+        let builders = builders.clone();
+        let cancel = cancel.clone();
+        tracker.spawn(async move {
+            let _guard = guard;
+            let limits = &shared.config.limits;
+            let stream =
+                match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        refuse(&shared, RefuseReason::TlsHandshake);
+                        return;
+                    }
+                    Err(_) => {
+                        refuse(&shared, RefuseReason::HandshakeTimeout);
+                        return;
+                    }
+                };
+            let proto = if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                Proto::H2
+            } else {
+                Proto::H1
+            };
+            let idle = limits.idle_timeout;
+            let activity = Activity::new();
+            let io = TokioIo::new(IdleIo::new(stream, activity.clone()));
+            let client = canonical(peer.ip());
+            let svc_shared = shared.clone();
+            let svc = service_fn(move |req| {
+                std::future::ready(Ok::<_, Infallible>(respond(&svc_shared, req, client, proto)))
+            });
+            macro_rules! drive {
+                ($conn:expr) => {{
+                    let conn = $conn;
+                    tokio::pin!(conn);
+                    tokio::select! {
+                        r = conn.as_mut() => {
+                            if let Err(e) = r {
+                                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                            }
+                        }
+                        _ = cancel.cancelled() => {
+                            conn.as_mut().graceful_shutdown();
+                            tokio::select! {
+                                _ = conn.as_mut() => {}
+                                _ = activity.idle(idle) => {}
+                            }
+                        }
+                        _ = activity.idle(idle) => {
+                            tracing::debug!(%peer, "idle timeout");
+                        }
+                    }
+                }};
+            }
+            match proto {
+                Proto::H2 => drive!(builders.h2.serve_connection(io, svc)),
+                _ => drive!(builders.h1.serve_connection(io, svc)),
+            }
+        });
+    }
+}
+
+/// One request through the shared handler, as a hyper response.
+pub fn respond(
+    shared: &Arc<Shared>,
+    req: hyper::Request<Incoming>,
+    client: IpAddr,
+    proto: Proto,
+) -> hyper::Response<OcaBody> {
+    let t0 = Instant::now();
+    let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let r = Request {
+        method: req.method(),
+        target,
+        headers: req.headers(),
+        client,
+        proto,
+    };
+    let plan = handler::plan(shared, &r, SystemTime::now());
+    let dt = t0.elapsed();
+    shared.record(proto, &plan, dt);
+    if shared.config.log.access_log {
+        handler::access_log(&r, &plan, handler::body_len(&plan.body), dt);
+    }
+    let counted = Counted {
+        shared: shared.clone(),
+        proto,
+        tier: plan.tier,
+    };
+    let mut resp = hyper::Response::new(OcaBody::from_plan(plan.body, counted));
+    *resp.status_mut() = plan.status;
+    *resp.headers_mut() = plan.headers;
+    resp
+}
+
+/// IPv4-mapped IPv6 peers (dual-stack sockets) are treated as the IPv4 address they are.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn refuse(shared: &Shared, reason: RefuseReason) {
+    shared
+        .metrics
+        .connections_refused
+        .get_or_create(&RefuseLabels {
+            listener: Listener::Https,
+            reason,
+        })
+        .inc();
+}
+
+/// accept() fails on EMFILE/ENFILE/ENOMEM; back off briefly instead of spinning.
+pub async fn accept_error(e: std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+}
