@@ -60,8 +60,10 @@ pub async fn serve(
 fn json(status: StatusCode, body: String) -> hyper::Response<Full<Bytes>> {
     let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     r
 }
 
@@ -101,7 +103,11 @@ fn authorized(shared: &Shared, req: &hyper::Request<Incoming>) -> bool {
 fn route(shared: &Shared, req: &hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
     let path = req.uri().path();
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "use GET");
+        let mut r = error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "use GET",
+        );
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;

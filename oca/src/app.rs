@@ -76,8 +76,12 @@ pub struct Running {
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, OcaError> {
     let sock = match addr {
-        SocketAddr::V4(_) => socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None),
-        SocketAddr::V6(_) => socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None),
+        SocketAddr::V4(_) => {
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+        }
+        SocketAddr::V6(_) => {
+            socket2::Socket::new(socket2::Domain::IPV6, socket2::Type::STREAM, None)
+        }
     }
     .map_err(|source| OcaError::Bind { addr, source })?;
     let setup = || -> std::io::Result<std::net::TcpListener> {
@@ -231,7 +235,11 @@ impl Running {
     pub fn reload(&self) {
         let cfg = &self.shared.config;
         let m = &self.shared.metrics;
-        let count = |what, outcome| m.reloads.get_or_create(&ReloadLabels { what, outcome }).inc();
+        let count = |what, outcome| {
+            m.reloads
+                .get_or_create(&ReloadLabels { what, outcome })
+                .inc()
+        };
         if let Some(tls) = &self.tls {
             match crate::server::tls::load_tls(&cfg.tls.cert, &cfg.tls.key) {
                 Ok(new) => {
@@ -272,7 +280,9 @@ impl Running {
         );
         self.cancel.cancel();
         self.tracker.close();
-        let done = tokio::time::timeout(deadline, self.tracker.wait()).await.is_ok();
+        let done = tokio::time::timeout(deadline, self.tracker.wait())
+            .await
+            .is_ok();
         if done {
             tracing::info!("drained");
         } else {

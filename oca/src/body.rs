@@ -179,7 +179,10 @@ impl FileBody {
         };
         if chunk.is_empty() {
             // The file is shorter than the index says: it changed under us.
-            let e = io::Error::new(io::ErrorKind::UnexpectedEof, "object file shorter than its index entry");
+            let e = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "object file shorter than its index entry",
+            );
             return Poll::Ready(Some(Err(self.fail(e))));
         }
         let room = (self.end - self.pos) as usize;

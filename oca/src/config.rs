@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer};
 use crate::error::OcaError;
 
 /// Top-level configuration.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -207,24 +207,13 @@ impl Default for LogConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            server: ServerConfig::default(),
-            tls: TlsConfig::default(),
-            tokens: TokenConfig::default(),
-            admin: AdminConfig::default(),
-            storage: StorageConfig::default(),
-            limits: LimitsConfig::default(),
-            log: LogConfig::default(),
-        }
-    }
-}
-
 fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| serde::de::Error::custom(format!("bad duration {s:?}: {e} (use e.g. \"30s\", \"5m\")")))
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "bad duration {s:?}: {e} (use e.g. \"30s\", \"5m\")"
+        ))
+    })
 }
 
 impl Config {
@@ -290,10 +279,17 @@ impl Config {
         if Some(self.admin.listen) == self.server.https_listen
             || Some(self.admin.listen) == self.server.http_listen
         {
-            errs.push(format!("admin.listen: {} is also a public listener", self.admin.listen));
+            errs.push(format!(
+                "admin.listen: {} is also a public listener",
+                self.admin.listen
+            ));
         }
         if self.admin.token_sha256.len() != 64
-            || !self.admin.token_sha256.bytes().all(|b| b.is_ascii_hexdigit())
+            || !self
+                .admin
+                .token_sha256
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit())
         {
             errs.push(
                 "admin.token-sha256: must be 64 hex characters (run `oca hash-token TOKEN`)".into(),
@@ -309,9 +305,15 @@ impl Config {
             errs.push("limits.max-url-bytes: must be between 64 and 65536".into());
         }
         for (name, d) in [
-            ("limits.header-read-timeout", self.limits.header_read_timeout),
+            (
+                "limits.header-read-timeout",
+                self.limits.header_read_timeout,
+            ),
             ("limits.idle-timeout", self.limits.idle_timeout),
-            ("limits.tls-handshake-timeout", self.limits.tls_handshake_timeout),
+            (
+                "limits.tls-handshake-timeout",
+                self.limits.tls_handshake_timeout,
+            ),
         ] {
             if d.is_zero() {
                 errs.push(format!("{name}: must be more than 0s"));
@@ -327,15 +329,21 @@ impl Config {
         if !win.contains(&self.limits.h2_connection_window) {
             errs.push("limits.h2-connection-window: must be between 65535 and 2^31-1 bytes".into());
         }
-        if !(4096..=16 << 20).contains(&self.storage.read_size) || self.storage.read_size % 4096 != 0
+        if !(4096..=16 << 20).contains(&self.storage.read_size)
+            || !self.storage.read_size.is_multiple_of(4096)
         {
-            errs.push("storage.read-size: must be a multiple of 4KiB between 4KiB and 16MiB".into());
+            errs.push(
+                "storage.read-size: must be a multiple of 4KiB between 4KiB and 16MiB".into(),
+            );
         }
         if self.tokens.clock_skew > Duration::from_secs(600) {
             errs.push("tokens.clock-skew: at most 10m".into());
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            errs.push(format!("log.level: {:?} is not a valid filter", self.log.level));
+            errs.push(format!(
+                "log.level: {:?} is not a valid filter",
+                self.log.level
+            ));
         }
         if errs.is_empty() {
             Ok(())
@@ -378,10 +386,16 @@ mod tests {
             ("[limits]\nmax-connections = 0\n", "limits.max-connections"),
             ("[limits]\nmax-connections = -1\n", "max-connections"),
             ("[limits]\nidle-timeout = \"0s\"\n", "limits.idle-timeout"),
-            ("[limits]\nh2-stream-window = \"1KiB\"\n", "h2-stream-window"),
+            (
+                "[limits]\nh2-stream-window = \"1KiB\"\n",
+                "h2-stream-window",
+            ),
             ("[limits]\nmax-header-bytes = 10\n", "max-header-bytes"),
             ("[server]\nid = \"bad id!\"\n", "server.id"),
-            ("[server]\nhttps-listen = \"127.0.0.1:9443\"\n", "admin.listen"),
+            (
+                "[server]\nhttps-listen = \"127.0.0.1:9443\"\n",
+                "admin.listen",
+            ),
             ("[log]\nformat = \"xml\"\n", "format"),
             ("this is not toml", "expected"),
         ];

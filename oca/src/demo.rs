@@ -89,7 +89,10 @@ pub fn prepare(o: &DemoOptions) -> Result<(PathBuf, String), OcaError> {
     let ck = rcgen::generate_simple_self_signed(names)
         .map_err(|e| OcaError::Tls(format!("generating a certificate: {e}")))?;
     write(&dir.join("tls/cert.pem"), ck.cert.pem().as_bytes())?;
-    write(&dir.join("tls/key.pem"), ck.signing_key.serialize_pem().as_bytes())?;
+    write(
+        &dir.join("tls/key.pem"),
+        ck.signing_key.serialize_pem().as_bytes(),
+    )?;
 
     // A signing key and an admin token, both random.
     let mut secret = [0u8; 32];
@@ -175,11 +178,17 @@ pub fn instructions(
     };
     let cert = cfg.tls.cert.display();
     let mut out = String::new();
-    let _ = writeln!(out, "oca demo: one appliance is serving {TITLE} (signed URLs valid for 1 hour).");
+    let _ = writeln!(
+        out,
+        "oca demo: one appliance is serving {TITLE} (signed URLs valid for 1 hour)."
+    );
     if let Some(a) = https {
         let base = format!("https://localhost:{}", a.port());
         let url = sign(&base, &seg)?;
-        let _ = writeln!(out, "\n# A signed byte range over HTTPS, HTTP/1.1 (expect 206 and 1024 bytes):");
+        let _ = writeln!(
+            out,
+            "\n# A signed byte range over HTTPS, HTTP/1.1 (expect 206 and 1024 bytes):"
+        );
         let _ = writeln!(
             out,
             "curl -sS --http1.1 --cacert {cert} -r 0-1023 -o /dev/null -w '%{{http_code}} %{{size_download}} %{{http_version}}\\n' '{url}'"
@@ -189,7 +198,10 @@ pub fn instructions(
             out,
             "curl -sS --http2 --cacert {cert} -r 0-1023 -o /dev/null -w '%{{http_code}} %{{size_download}} %{{http_version}}\\n' '{url}'"
         );
-        let _ = writeln!(out, "\n# The master playlist (the token covers the whole title):");
+        let _ = writeln!(
+            out,
+            "\n# The master playlist (the token covers the whole title):"
+        );
         let _ = writeln!(out, "curl -sS --cacert {cert} '{}'", sign(&base, &master)?);
         let _ = writeln!(out, "\n# A forged token is refused (expect 403):");
         let forged = url.replacen("/t/v1.", "/t/v1.1", 1);
@@ -200,7 +212,10 @@ pub fn instructions(
     }
     if let Some(a) = http {
         let url = sign(&format!("http://127.0.0.1:{}", a.port()), &seg)?;
-        let _ = writeln!(out, "\n# Plain HTTP/1.1 with sendfile, a suffix range (expect 206 and 4096 bytes):");
+        let _ = writeln!(
+            out,
+            "\n# Plain HTTP/1.1 with sendfile, a suffix range (expect 206 and 4096 bytes):"
+        );
         let _ = writeln!(
             out,
             "curl -sS -H 'Range: bytes=-4096' -o /dev/null -w '%{{http_code}} %{{size_download}}\\n' '{url}'"

@@ -57,7 +57,11 @@ pub enum PlanBody {
     /// Bytes in memory: an error document, or a slice of a RAM-tier object.
     Bytes(Bytes),
     /// A byte range of an object file, read through the I/O engine (or sendfile).
-    File { path: PathBuf, offset: u64, len: u64 },
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
 }
 
 /// A response decided but not yet sent.
@@ -78,7 +82,8 @@ pub struct Plan {
     pub reason: Option<&'static str>,
 }
 
-const CACHE_IMMUTABLE: HeaderValue = HeaderValue::from_static("public, max-age=31536000, immutable");
+const CACHE_IMMUTABLE: HeaderValue =
+    HeaderValue::from_static("public, max-age=31536000, immutable");
 const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 const ALLOW: HeaderValue = HeaderValue::from_static("GET, HEAD, OPTIONS");
 const CORS_EXPOSE: HeaderValue =
@@ -122,7 +127,11 @@ pub fn plan(shared: &Shared, req: &Request<'_>, now: SystemTime) -> Plan {
     let decision = query.and_then(decision_id);
     if req.target.len() > cfg.limits.max_url_bytes {
         return reject(
-            Reject::new(StatusCode::URI_TOO_LONG, "uri_too_long", "request target too long"),
+            Reject::new(
+                StatusCode::URI_TOO_LONG,
+                "uri_too_long",
+                "request target too long",
+            ),
             None,
             decision,
         );
@@ -157,7 +166,10 @@ pub fn plan(shared: &Shared, req: &Request<'_>, now: SystemTime) -> Plan {
 
     if let Route::Signed { token, .. } = route {
         let keys = shared.keys.load();
-        let now_secs = now.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+        let now_secs = now
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_secs();
         if let Err(e) = token::verify(
             token,
             &key,
@@ -173,7 +185,11 @@ pub fn plan(shared: &Shared, req: &Request<'_>, now: SystemTime) -> Plan {
                 .get_or_create(&ReasonLabels { reason })
                 .inc();
             let mut p = reject(
-                Reject::new(StatusCode::FORBIDDEN, "forbidden", "the signed URL is not valid here"),
+                Reject::new(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    "the signed URL is not valid here",
+                ),
                 Some(key),
                 decision,
             );
@@ -184,7 +200,11 @@ pub fn plan(shared: &Shared, req: &Request<'_>, now: SystemTime) -> Plan {
 
     let Some(obj) = shared.store.lookup(&key) else {
         return reject(
-            Reject::new(StatusCode::NOT_FOUND, "not_found", "this appliance does not hold the object"),
+            Reject::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "this appliance does not hold the object",
+            ),
             Some(key),
             decision,
         );
@@ -349,7 +369,8 @@ fn decision_id(query: &str) -> Option<String> {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 64
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
         .map(str::to_owned)
 }
@@ -360,7 +381,10 @@ fn preflight(key: ObjectKey, decision: Option<String>) -> Plan {
     headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, ALLOW);
     headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, CORS_ALLOW_HEADERS);
     headers.insert(header::ACCESS_CONTROL_EXPOSE_HEADERS, CORS_EXPOSE);
-    headers.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("86400"));
+    headers.insert(
+        header::ACCESS_CONTROL_MAX_AGE,
+        HeaderValue::from_static("86400"),
+    );
     headers.insert(header::ALLOW, ALLOW);
     headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     Plan {

@@ -94,7 +94,9 @@ fn init_tracing(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OCA_LOG")
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Human => b.try_init(),
         LogFormat::Json => b.json().try_init(),
@@ -142,7 +144,10 @@ fn run(cli: Cli) -> Result<(), OcaError> {
             };
             let key = ObjectKey::parse(&key).map_err(|e| bad(format!("key {key:?}: {e}")))?;
             let cp = client_prefix
-                .map(|p| ClientPrefix::parse_cidr(&p).map_err(|e| bad(format!("--client-prefix {p:?}: {e}"))))
+                .map(|p| {
+                    ClientPrefix::parse_cidr(&p)
+                        .map_err(|e| bad(format!("--client-prefix {p:?}: {e}")))
+                })
                 .transpose()?;
             let keys = oca::app::load_keys(&cfg.tokens.keys_file)?;
             let now = SystemTime::now()
@@ -210,7 +215,8 @@ fn run(cli: Cli) -> Result<(), OcaError> {
                         source,
                     })
                 };
-                let (mut term, mut int) = (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
+                let (mut term, mut int) =
+                    (sig(SignalKind::terminate())?, sig(SignalKind::interrupt())?);
                 let running = oca::app::Running::start(cfg.clone()).await?;
                 let text = oca::demo::instructions(
                     &cfg,

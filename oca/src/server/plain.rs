@@ -97,7 +97,10 @@ fn parse_head(buf: &[u8]) -> ParseOutcome {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return ParseOutcome::Partial,
         Err(httparse::Error::TooManyHeaders) => {
-            return ParseOutcome::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "too many header fields");
+            return ParseOutcome::Bad(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "too many header fields",
+            );
         }
         Err(_) => return ParseOutcome::Bad(StatusCode::BAD_REQUEST, "malformed request"),
     };
@@ -176,7 +179,14 @@ async fn connection(
                         break head;
                     }
                     ParseOutcome::Partial if buf.len() >= max_head => {
-                        return bad(&mut tcp, shared, client, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too large").await;
+                        return bad(
+                            &mut tcp,
+                            shared,
+                            client,
+                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "request head too large",
+                        )
+                        .await;
                     }
                     ParseOutcome::Partial => {}
                     ParseOutcome::Bad(status, msg) => {
@@ -190,7 +200,9 @@ async fn connection(
                     r = timeout(idle, tcp.read_buf(&mut buf)) => r,
                 }
             } else {
-                let d = *deadline.get_or_insert_with(|| tokio::time::Instant::now() + limits.header_read_timeout);
+                let d = *deadline.get_or_insert_with(|| {
+                    tokio::time::Instant::now() + limits.header_read_timeout
+                });
                 timeout_at(d, tcp.read_buf(&mut buf)).await
             };
             match read {
@@ -290,15 +302,23 @@ async fn send(
     let stalled = || io::Error::new(io::ErrorKind::TimedOut, "client stopped reading");
     match plan.body {
         PlanBody::Empty => {
-            timeout(idle, tcp.write_all(&head)).await.map_err(|_| stalled())??;
+            timeout(idle, tcp.write_all(&head))
+                .await
+                .map_err(|_| stalled())??;
         }
         PlanBody::Bytes(b) => {
             if b.len() <= 16 << 10 {
                 head.extend_from_slice(&b);
-                timeout(idle, tcp.write_all(&head)).await.map_err(|_| stalled())??;
+                timeout(idle, tcp.write_all(&head))
+                    .await
+                    .map_err(|_| stalled())??;
             } else {
-                timeout(idle, tcp.write_all(&head)).await.map_err(|_| stalled())??;
-                timeout(idle, tcp.write_all(&b)).await.map_err(|_| stalled())??;
+                timeout(idle, tcp.write_all(&head))
+                    .await
+                    .map_err(|_| stalled())??;
+                timeout(idle, tcp.write_all(&b))
+                    .await
+                    .map_err(|_| stalled())??;
             }
             shared.count_bytes(Proto::H1Plain, tier, b.len() as u64);
         }
@@ -321,7 +341,9 @@ async fn send(
                         nix::sys::socket::send(
                             std::os::fd::AsRawFd::as_raw_fd(&*tcp),
                             &head[sent..],
-                            nix::sys::socket::MsgFlags::from_bits_retain(libc::MSG_MORE | libc::MSG_NOSIGNAL),
+                            nix::sys::socket::MsgFlags::from_bits_retain(
+                                libc::MSG_MORE | libc::MSG_NOSIGNAL,
+                            ),
                         )
                         .map_err(io::Error::from)
                     }),
@@ -337,8 +359,13 @@ async fn send(
                 let n = timeout(
                     idle,
                     tcp.async_io(Interest::WRITABLE, || {
-                        nix::sys::sendfile::sendfile64(tcp.as_fd(), file.as_fd(), Some(&mut off), want)
-                            .map_err(io::Error::from)
+                        nix::sys::sendfile::sendfile64(
+                            tcp.as_fd(),
+                            file.as_fd(),
+                            Some(&mut off),
+                            want,
+                        )
+                        .map_err(io::Error::from)
                     }),
                 )
                 .await
@@ -377,14 +404,18 @@ mod tests {
         assert_eq!(h.method, Method::GET);
         assert_eq!(h.target, "/o/a/b");
         assert!(h.keep_alive && !h.has_body);
-        let h = complete(b"GET http://x:80/o/a/b?d=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let h =
+            complete(b"GET http://x:80/o/a/b?d=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         assert_eq!(h.target, "/o/a/b?d=1");
         assert!(!h.keep_alive);
         let h = complete(b"GET / HTTP/1.0\r\n\r\n");
         assert!(!h.keep_alive);
         let h = complete(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
         assert!(h.has_body);
-        assert!(matches!(parse_head(b"GET / HTTP/1.1\r\nHo"), ParseOutcome::Partial));
+        assert!(matches!(
+            parse_head(b"GET / HTTP/1.1\r\nHo"),
+            ParseOutcome::Partial
+        ));
         assert!(matches!(
             parse_head(b"GET / HTTP/1.1\r\n\r\n"),
             ParseOutcome::Bad(StatusCode::BAD_REQUEST, _)

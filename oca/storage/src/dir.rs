@@ -87,8 +87,9 @@ impl DirStore {
     /// A missing or non-directory root is [`StorageError::BadRoot`].
     pub fn open(opts: DirStoreOptions) -> Result<DirStore, StorageError> {
         let root = match fs::metadata(&opts.root) {
-            Ok(meta) if meta.is_dir() => fs::canonicalize(&opts.root)
-                .map_err(|e| StorageError::io(&opts.root, e))?,
+            Ok(meta) if meta.is_dir() => {
+                fs::canonicalize(&opts.root).map_err(|e| StorageError::io(&opts.root, e))?
+            }
             Ok(_) => {
                 return Err(StorageError::BadRoot(format!(
                     "{} is not a directory",
@@ -126,14 +127,14 @@ impl DirStore {
                 }
             }
         }
-        if old_cache.as_ref() != Some(&new_cache) {
-            if let Err(e) = write_cache(&cache_path, &new_cache) {
-                tracing::warn!(
-                    path = %cache_path.display(),
-                    error = %e,
-                    "cannot write the ETag cache; files will be hashed again at the next start"
-                );
-            }
+        if old_cache.as_ref() != Some(&new_cache)
+            && let Err(e) = write_cache(&cache_path, &new_cache)
+        {
+            tracing::warn!(
+                path = %cache_path.display(),
+                error = %e,
+                "cannot write the ETag cache; files will be hashed again at the next start"
+            );
         }
 
         let ram = load_ram_tier(&entries, opts.ram_bytes, opts.ram_max_object);
@@ -439,7 +440,11 @@ struct RamTier {
 /// Picks the objects of the RAM tier (first fit in placement order: an object that does not
 /// fit the remaining budget is passed over and smaller later ones may still go) and copies
 /// them into one locked region.
-fn load_ram_tier(entries: &[(ObjectKey, PathBuf, ObjectMeta)], budget: u64, max_object: u64) -> RamTier {
+fn load_ram_tier(
+    entries: &[(ObjectKey, PathBuf, ObjectMeta)],
+    budget: u64,
+    max_object: u64,
+) -> RamTier {
     let mut tier = RamTier {
         slices: HashMap::new(),
         locked: false,

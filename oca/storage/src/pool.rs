@@ -56,7 +56,9 @@ struct Inner {
 impl Inner {
     fn free_list(&self) -> MutexGuard<'_, Vec<AlignedBuf>> {
         // A panic while holding this lock cannot leave the Vec inconsistent.
-        self.free.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.free
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn put_back(&self, buf: AlignedBuf) {

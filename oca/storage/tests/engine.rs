@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oca_storage::engine::UringEngine;
-use oca_storage::{EngineKind, EngineOptions, EnginePref, IoEngine, select_engine, uring_available};
+use oca_storage::{
+    EngineKind, EngineOptions, EnginePref, IoEngine, select_engine, uring_available,
+};
 
 const FILE_SIZE: usize = 3 * 1024 * 1024;
 
@@ -53,9 +55,8 @@ fn fixture(seed: u64) -> Fixture {
 }
 
 fn engine(pref: EnginePref, opts: &EngineOptions) -> Arc<dyn IoEngine> {
-    let engine = select_engine(pref, opts).unwrap_or_else(|e| {
-        panic!("engine {pref:?} must be available on this machine: {e}")
-    });
+    let engine = select_engine(pref, opts)
+        .unwrap_or_else(|e| panic!("engine {pref:?} must be available on this machine: {e}"));
     let want = match pref {
         EnginePref::IoUring => EngineKind::IoUring,
         EnginePref::Pread => EngineKind::Pread,
@@ -97,7 +98,11 @@ async fn random_reads(pref: EnginePref) {
         let offset = rng.below(FILE_SIZE as u64 + 4096);
         let len = 1 + rng.below(bs as u64) as usize;
         let got = engine.read_at(file.clone(), offset, len).await.unwrap();
-        assert_eq!(&got[..], expected(&fx.data, offset, len), "offset {offset} len {len}");
+        assert_eq!(
+            &got[..],
+            expected(&fx.data, offset, len),
+            "offset {offset} len {len}"
+        );
     }
     // Whole file, block by block, including an unaligned block size.
     for block in [bs, 100_003] {
@@ -120,12 +125,26 @@ async fn eof_reads(pref: EnginePref) {
     let engine = engine(pref, &EngineOptions::default());
     let file = engine.open(fx.path.clone()).await.unwrap();
     let size = FILE_SIZE as u64;
-    assert!(engine.read_at(file.clone(), size, 10).await.unwrap().is_empty());
-    assert!(engine.read_at(file.clone(), size + 12_345, 100).await.unwrap().is_empty());
+    assert!(
+        engine
+            .read_at(file.clone(), size, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        engine
+            .read_at(file.clone(), size + 12_345, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let tail = engine.read_at(file.clone(), size - 10, 100).await.unwrap();
     assert_eq!(&tail[..], &fx.data[FILE_SIZE - 10..]);
     assert!(engine.read_at(file.clone(), 0, 0).await.unwrap().is_empty());
-    let too_big = engine.read_at(file.clone(), 0, engine.buffer_size() + 1).await;
+    let too_big = engine
+        .read_at(file.clone(), 0, engine.buffer_size() + 1)
+        .await;
     assert_eq!(too_big.unwrap_err().kind(), io::ErrorKind::InvalidInput);
     let huge_offset = engine.read_at(file.clone(), u64::MAX, 10).await;
     match huge_offset {
@@ -160,7 +179,10 @@ async fn concurrent_reads(pref: EnginePref) {
             for _ in 0..40 {
                 let offset = rng.below(FILE_SIZE as u64);
                 let len = 1 + rng.below(64 * 1024) as usize;
-                let got = engine.read_at(Arc::clone(&file), offset, len).await.unwrap();
+                let got = engine
+                    .read_at(Arc::clone(&file), offset, len)
+                    .await
+                    .unwrap();
                 assert_eq!(&got[..], expected(&data, offset, len));
             }
         }));
@@ -219,7 +241,10 @@ async fn pool_reuse(pref: EnginePref) {
     let after = engine.pool_stats();
     let allocated = after.allocated_total - before.allocated_total;
     let reused = after.reused_total - before.reused_total;
-    assert!(allocated <= 1, "one buffer should serve sequential reads: {after:?}");
+    assert!(
+        allocated <= 1,
+        "one buffer should serve sequential reads: {after:?}"
+    );
     assert!(reused >= 99, "buffers must be reused: {after:?}");
     // A live Bytes keeps its buffer out of the pool, slices included.
     let held = engine.read_at(file.clone(), 0, 10).await.unwrap();
@@ -280,8 +305,7 @@ fn auto_prefers_io_uring_and_kinds_have_names() {
     assert_eq!(auto.kind(), EngineKind::IoUring);
     assert_eq!(EngineKind::IoUring.as_str(), "io_uring");
     assert_eq!(EngineKind::Pread.as_str(), "pread");
-    let prefs: Vec<EnginePref> =
-        serde_json::from_str(r#"["auto", "io-uring", "pread"]"#).unwrap();
+    let prefs: Vec<EnginePref> = serde_json::from_str(r#"["auto", "io-uring", "pread"]"#).unwrap();
     assert_eq!(
         prefs,
         [EnginePref::Auto, EnginePref::IoUring, EnginePref::Pread]
@@ -316,14 +340,20 @@ fn uring_engine_drop_joins_threads() {
     let tids = engine.ring_thread_ids();
     assert_eq!(tids.len(), 2);
     for &tid in &tids {
-        assert!(tid > 0 && task_exists(tid), "ring thread {tid} should be running");
+        assert!(
+            tid > 0 && task_exists(tid),
+            "ring thread {tid} should be running"
+        );
     }
     drop(engine);
     // join() returns when the thread has run its exit path; /proc drops the entry right
     // after, so allow a moment.
     let deadline = Instant::now() + Duration::from_secs(2);
     while tids.iter().any(|&t| task_exists(t)) {
-        assert!(Instant::now() < deadline, "ring threads survived the engine: {tids:?}");
+        assert!(
+            Instant::now() < deadline,
+            "ring threads survived the engine: {tids:?}"
+        );
         std::thread::sleep(Duration::from_millis(1));
     }
 }

@@ -76,7 +76,9 @@ fn stopped() -> io::Error {
 /// Explains a failed `io_uring_setup`.
 fn setup_error(e: &io::Error) -> String {
     match e.raw_os_error() {
-        Some(libc::ENOSYS) => format!("io_uring_setup: {e} (kernel without io_uring, or a seccomp filter)"),
+        Some(libc::ENOSYS) => {
+            format!("io_uring_setup: {e} (kernel without io_uring, or a seccomp filter)")
+        }
         Some(libc::EPERM) => format!(
             "io_uring_setup: {e} (disabled by the kernel.io_uring_disabled sysctl or a seccomp filter; \
              systemd units need SystemCallFilter=@io_uring)"
@@ -112,7 +114,10 @@ fn check_ring(ring: &mut IoUring) -> Result<(), String> {
     ring.submitter()
         .register_probe(&mut probe)
         .map_err(|e| format!("IORING_REGISTER_PROBE: {e} (kernel older than 5.6?)"))?;
-    for (code, name) in [(opcode::Read::CODE, "READ"), (opcode::OpenAt::CODE, "OPENAT")] {
+    for (code, name) in [
+        (opcode::Read::CODE, "READ"),
+        (opcode::OpenAt::CODE, "OPENAT"),
+    ] {
         if !probe.is_supported(code) {
             return Err(format!("the kernel does not support IORING_OP_{name}"));
         }
@@ -307,7 +312,9 @@ fn start_ring(index: usize, entries: u32, pool: &BufferPool) -> Result<RingHandl
     });
     // One slot of the submission queue stays for the eventfd read; the completion queue is
     // twice as large, so it never overflows either.
-    let capacity = (ring.params().sq_entries() as usize).saturating_sub(1).max(1);
+    let capacity = (ring.params().sq_entries() as usize)
+        .saturating_sub(1)
+        .max(1);
     let worker = Worker {
         ring,
         shared: Arc::clone(&shared),
@@ -530,8 +537,7 @@ impl Worker {
                 self.arm_eventfd();
             }
             self.start_backlog();
-            if shutting_down && !self.efd_armed && self.in_flight == 0 && self.backlog.is_empty()
-            {
+            if shutting_down && !self.efd_armed && self.in_flight == 0 && self.backlog.is_empty() {
                 break;
             }
             if let Err(e) = self.ring.submit_and_wait(1) {
@@ -648,8 +654,11 @@ impl Worker {
 
     fn reap(&mut self) {
         self.reaped.clear();
-        self.reaped
-            .extend(self.ring.completion().map(|cqe| (cqe.user_data(), cqe.result())));
+        self.reaped.extend(
+            self.ring
+                .completion()
+                .map(|cqe| (cqe.user_data(), cqe.result())),
+        );
         let reaped = std::mem::take(&mut self.reaped);
         for &(user_data, result) in &reaped {
             if user_data == EVENTFD_TOKEN {

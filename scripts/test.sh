@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine: installs what the tests need
+# (Debian packages: curl with HTTP/2, promtool), builds the binaries the end-to-end tests
+# start, then runs the unit and end-to-end tests. Release profile only, so one build serves
+# the tests, the demo and the benches.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/oca-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+need=()
+command -v curl >/dev/null || need+=(curl)
+command -v promtool >/dev/null || need+=(prometheus)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "== installing ${need[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "missing ${need[*]} and not root: install them (apt-get install ${need[*]})" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+curl --version | grep -q HTTP2 || { echo "curl lacks HTTP/2 support" >&2; exit 1; }
+
+echo "== format"
+cargo fmt --all -- --check
+
+echo "== build"
+cargo build --release --workspace --bins
+
+echo "== tests"
+cargo test --release --workspace
