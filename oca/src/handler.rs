@@ -125,6 +125,17 @@ pub fn plan(shared: &Shared, req: &Request<'_>, now: SystemTime) -> Plan {
         None => (req.target, None),
     };
     let decision = query.and_then(decision_id);
+    if head_size(req) > cfg.limits.max_header_bytes {
+        return reject(
+            Reject::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header_too_large",
+                "request head larger than max-header-bytes",
+            ),
+            None,
+            decision,
+        );
+    }
     if req.target.len() > cfg.limits.max_url_bytes {
         return reject(
             Reject::new(
@@ -334,6 +345,18 @@ pub fn plan(shared: &Shared, req: &Request<'_>, now: SystemTime) -> Plan {
     };
     let range = (status == StatusCode::PARTIAL_CONTENT).then_some((start, len));
     base(status, headers, body, range)
+}
+
+/// Size of a request head as HTTP/1.1 would carry it: the protocol parsers bound their
+/// buffers only roughly (hyper grows them in powers of two), so the configured limit is
+/// enforced here, the same for every protocol.
+fn head_size(req: &Request<'_>) -> u64 {
+    let fields: usize = req
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    (req.method.as_str().len() + req.target.len() + 12 + fields) as u64
 }
 
 /// `/t/{token}/{key}` or `/o/{key}`. Keys are never percent-decoded: their alphabet has no

@@ -14,7 +14,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
@@ -81,6 +81,8 @@ struct Head {
     target: String,
     headers: HeaderMap,
     keep_alive: bool,
+    /// HTTP/1.0: keep-alive must be confirmed with a `Connection: keep-alive` header.
+    http10: bool,
     has_body: bool,
 }
 
@@ -150,6 +152,7 @@ fn parse_head(buf: &[u8]) -> ParseOutcome {
             target: target.to_owned(),
             headers,
             keep_alive,
+            http10: version == 0,
             has_body,
         },
         n,
@@ -174,6 +177,16 @@ async fn connection(
         let head = loop {
             if !buf.is_empty() {
                 match parse_head(&buf) {
+                    ParseOutcome::Complete(_, n) if n > max_head => {
+                        return bad(
+                            &mut tcp,
+                            shared,
+                            client,
+                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "request head too large",
+                        )
+                        .await;
+                    }
                     ParseOutcome::Complete(head, n) => {
                         buf.advance(n);
                         break head;
@@ -197,13 +210,13 @@ async fn connection(
             let read = if buf.is_empty() {
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
-                    r = timeout(idle, tcp.read_buf(&mut buf)) => r,
+                    r = timeout(idle, read_some(&mut tcp, &mut buf, max_head)) => r,
                 }
             } else {
                 let d = *deadline.get_or_insert_with(|| {
                     tokio::time::Instant::now() + limits.header_read_timeout
                 });
-                timeout_at(d, tcp.read_buf(&mut buf)).await
+                timeout_at(d, read_some(&mut tcp, &mut buf, max_head)).await
             };
             match read {
                 Err(_) | Ok(Ok(0)) => return Ok(()),
@@ -230,13 +243,30 @@ async fn connection(
             handler::access_log(&req, &plan, handler::body_len(&plan.body), dt);
         }
         // This port does not read request bodies: answer, then close.
-        let keep = head.keep_alive && !head.has_body && !cancel.is_cancelled();
+        let keep = if head.keep_alive && !head.has_body && !cancel.is_cancelled() {
+            if head.http10 {
+                Keep::Confirm
+            } else {
+                Keep::Implicit
+            }
+        } else {
+            Keep::Close
+        };
         send(&mut tcp, shared, plan, keep, idle).await?;
-        if !keep {
+        if keep == Keep::Close {
             let _ = tcp.shutdown().await;
             return Ok(());
         }
     }
+}
+
+/// Read at most enough to see whether a head exceeds `max_head` (pipelined requests beyond
+/// that wait for the next read).
+async fn read_some(tcp: &mut TcpStream, buf: &mut BytesMut, max_head: usize) -> io::Result<usize> {
+    let room = (max_head + 1).saturating_sub(buf.len()).max(1);
+    buf.reserve(room);
+    let mut limited = (&mut *buf).limit(room);
+    tcp.read_buf(&mut limited).await
 }
 
 #[cold]
@@ -263,12 +293,30 @@ async fn bad(
     );
     shared.record(Proto::H1Plain, &plan, Duration::ZERO);
     tracing::debug!(%client, %status, message, "bad request on the plain port");
-    send(tcp, shared, plan, false, shared.config.limits.idle_timeout).await?;
+    send(
+        tcp,
+        shared,
+        plan,
+        Keep::Close,
+        shared.config.limits.idle_timeout,
+    )
+    .await?;
     let _ = tcp.shutdown().await;
     Ok(())
 }
 
-fn write_head(out: &mut Vec<u8>, plan: &Plan, keep: bool) {
+/// What happens to the connection after a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    /// Close after this response (`Connection: close`).
+    Close,
+    /// HTTP/1.1 persistence, the default.
+    Implicit,
+    /// HTTP/1.0 client that asked for keep-alive: confirm it (RFC 9112 Appendix C.2.2).
+    Confirm,
+}
+
+fn write_head(out: &mut Vec<u8>, plan: &Plan, keep: Keep) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(plan.status.as_str().as_bytes());
     out.push(b' ');
@@ -282,10 +330,10 @@ fn write_head(out: &mut Vec<u8>, plan: &Plan, keep: bool) {
     }
     out.extend_from_slice(b"date: ");
     out.extend_from_slice(httpdate::fmt_http_date(SystemTime::now()).as_bytes());
-    out.extend_from_slice(if keep {
-        b"\r\n\r\n".as_slice()
-    } else {
-        b"\r\nconnection: close\r\n\r\n".as_slice()
+    out.extend_from_slice(match keep {
+        Keep::Implicit => b"\r\n\r\n".as_slice(),
+        Keep::Confirm => b"\r\nconnection: keep-alive\r\n\r\n".as_slice(),
+        Keep::Close => b"\r\nconnection: close\r\n\r\n".as_slice(),
     });
 }
 
@@ -293,7 +341,7 @@ async fn send(
     tcp: &mut TcpStream,
     shared: &Arc<Shared>,
     plan: Plan,
-    keep: bool,
+    keep: Keep,
     idle: Duration,
 ) -> io::Result<()> {
     let mut head = Vec::with_capacity(512);

@@ -1,0 +1,20 @@
+//! End-to-end tests of the `oca` appliance: the real binary (`target/release/oca`, built by
+//! `cargo build --release --bins`) as a child process, against hyper, curl and raw sockets.
+//!
+//! One test binary with topic modules (ripgrep style); shared helpers live in the `oca_tests`
+//! library (`tests/src/`). Every test has its own temp dir and server, so they run in
+//! parallel.
+
+mod e2e {
+    mod admin;
+    mod bad_input;
+    mod config;
+    mod connections;
+    mod demo;
+    mod engines;
+    mod faults;
+    mod lifecycle;
+    mod ranges;
+    mod tokens;
+    mod util;
+}
