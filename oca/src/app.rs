@@ -170,6 +170,7 @@ impl Running {
             keys: ArcSwap::from_pointee(keys),
             store: Arc::new(store) as Arc<dyn ObjectStore>,
             engine,
+            files: crate::files::OpenFiles::new(cfg.storage.open_files),
             metrics,
             ready: AtomicBool::new(false),
             open_connections: AtomicU64::new(0),

@@ -39,10 +39,20 @@ impl OcaBody {
             PlanBody::Empty => OcaBody::Empty,
             PlanBody::Bytes(b) => OcaBody::Bytes(Some(b), counted),
             PlanBody::File { path, offset, len } => {
-                let open = counted.shared.engine.open(path);
+                let state = match counted.shared.files.get(&path) {
+                    Some(file) => FileState::Reading {
+                        file,
+                        inflight: None,
+                        done: None,
+                    },
+                    None => {
+                        let shared = counted.shared.clone();
+                        FileState::Opening(Box::pin(async move { shared.open_file(path).await }))
+                    }
+                };
                 OcaBody::File(Box::new(FileBody {
                     engine: counted.shared.engine.clone(),
-                    state: FileState::Opening(open),
+                    state,
                     pos: offset,
                     end: offset + len,
                     counted,

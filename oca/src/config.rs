@@ -87,6 +87,8 @@ pub struct StorageConfig {
     /// Read size per I/O (and pooled buffer size).
     #[serde(with = "oca_common::units::bytes")]
     pub read_size: u64,
+    /// Object files kept open between requests (0 = open and close per request).
+    pub open_files: usize,
 }
 
 /// Protocol limits and timeouts.
@@ -177,6 +179,7 @@ impl Default for StorageConfig {
             ram_bytes: 1 << 30,
             ram_max_object: 4 << 20,
             read_size: 256 << 10,
+            open_files: 4096,
         }
     }
 }

@@ -32,6 +32,7 @@ pub struct Shared {
     pub keys: ArcSwap<KeySet>,
     pub store: Arc<dyn ObjectStore>,
     pub engine: Arc<dyn IoEngine>,
+    pub files: crate::files::OpenFiles,
     pub metrics: Arc<Metrics>,
     pub ready: AtomicBool,
     pub open_connections: AtomicU64,
@@ -482,6 +483,17 @@ pub fn body_len(body: &PlanBody) -> u64 {
 }
 
 impl Shared {
+    /// An object file, from the open-file cache or opened off the runtime (ring thread or
+    /// blocking pool) and then cached.
+    pub async fn open_file(&self, path: PathBuf) -> std::io::Result<Arc<std::fs::File>> {
+        if let Some(f) = self.files.get(&path) {
+            return Ok(f);
+        }
+        let f = self.engine.open(path.clone()).await?;
+        self.files.insert(path, f.clone());
+        Ok(f)
+    }
+
     /// Count a finished response head in the metrics.
     pub fn record(&self, proto: Proto, plan: &Plan, header_time: Duration) {
         let m = &self.metrics;

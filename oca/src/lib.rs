@@ -18,6 +18,7 @@ pub mod body;
 pub mod config;
 pub mod demo;
 pub mod error;
+pub mod files;
 pub mod handler;
 pub mod http;
 pub mod metrics;

@@ -372,7 +372,7 @@ async fn send(
         }
         PlanBody::File { path, offset, len } => {
             // Open off the runtime (ring thread or blocking pool).
-            let file = match shared.engine.open(path).await {
+            let file = match shared.open_file(path).await {
                 Ok(f) => f,
                 Err(e) => {
                     shared.metrics.read_errors.inc();
