@@ -180,6 +180,12 @@ impl Running {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let slots = Arc::new(Semaphore::new(cfg.limits.max_connections));
+        if !cfg.admin.listen.ip().is_loopback() {
+            tracing::warn!(
+                listen = %cfg.admin.listen,
+                "the admin port speaks plain HTTP: keep it on loopback or a management network"
+            );
+        }
         let admin_l = bind(cfg.admin.listen).await?;
         let admin = admin_l.local_addr().map_err(|source| OcaError::Bind {
             addr: cfg.admin.listen,
