@@ -111,6 +111,7 @@ impl Running {
         let metrics = Arc::new(Metrics::new());
         let opts = EngineOptions {
             buffer_size: cfg.storage.read_size as usize,
+            page_cache_fast_path: cfg.storage.page_cache_fast_path,
             ..EngineOptions::default()
         };
         let engine = oca_storage::select_engine(cfg.storage.io_engine, &opts)?;

@@ -89,6 +89,9 @@ pub struct StorageConfig {
     pub read_size: u64,
     /// Object files kept open between requests (0 = open and close per request).
     pub open_files: usize,
+    /// Read bytes already in the page cache on the worker with `preadv2(RWF_NOWAIT)`, which
+    /// never blocks; only uncached reads go to the I/O engine.
+    pub page_cache_fast_path: bool,
 }
 
 /// Protocol limits and timeouts.
@@ -180,6 +183,7 @@ impl Default for StorageConfig {
             ram_max_object: 4 << 20,
             read_size: 256 << 10,
             open_files: 4096,
+            page_cache_fast_path: true,
         }
     }
 }

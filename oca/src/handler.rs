@@ -319,6 +319,14 @@ pub fn plan(shared: &Shared, req: &Request<'_>, now: SystemTime) -> Plan {
         PlanBody::Empty
     } else {
         match &obj.data {
+            // On the plain port every object goes by sendfile from the page cache: on TCP
+            // that hands page references to the socket, cheaper than writing from RAM
+            // (benches/README.md: 1.09x vs 0.76x nginx's CPU per GB).
+            _ if req.proto == Proto::H1Plain => PlanBody::File {
+                path: obj.path.clone(),
+                offset: start,
+                len,
+            },
             ObjectData::Ram(bytes) => {
                 // Zero-copy: a slice of the locked RAM-tier region.
                 let (s, e) = (start as usize, (start + len) as usize);

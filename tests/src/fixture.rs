@@ -64,6 +64,8 @@ pub struct Opts {
     pub drain_deadline: &'static str,
     /// Extra `[limits]` keys with their raw TOML values.
     pub limits: Vec<(&'static str, String)>,
+    /// `storage.page-cache-fast-path`; off makes every read go through the I/O engine.
+    pub page_cache_fast_path: bool,
 }
 
 impl Default for Opts {
@@ -74,6 +76,7 @@ impl Default for Opts {
             io_engine: "auto",
             drain_deadline: "10s",
             limits: Vec::new(),
+            page_cache_fast_path: true,
         }
     }
 }
@@ -331,6 +334,7 @@ token-sha256 = "{hash}"
 [storage]
 root = "objects"
 io-engine = "{engine}"
+page-cache-fast-path = {fast}
 ram-bytes = "1MiB"
 ram-max-object = "16KiB"
 
@@ -346,6 +350,7 @@ access-log = true
             drain = opts.drain_deadline,
             hash = crate::sha256_hex(self.admin_token.as_bytes()),
             engine = opts.io_engine,
+            fast = opts.page_cache_fast_path,
         )
     }
 

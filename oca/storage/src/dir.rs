@@ -154,9 +154,9 @@ impl DirStore {
                     stats.ram_bytes += meta.size;
                     ObjectData::Ram(bytes.clone())
                 }
-                None => ObjectData::File(path),
+                None => ObjectData::File(path.clone()),
             };
-            index.insert(key.as_str().to_owned(), ObjectHandle { meta, data });
+            index.insert(key.as_str().to_owned(), ObjectHandle { meta, data, path });
         }
         tracing::info!(
             root = %root.display(),

@@ -68,6 +68,9 @@ pub struct ObjectHandle {
     pub meta: ObjectMeta,
     /// The bytes or their file.
     pub data: ObjectData,
+    /// The object's file. RAM-tier objects have one too (the RAM copy caches it), so a
+    /// front end that sends files with `sendfile` can use it for every object.
+    pub path: PathBuf,
 }
 
 /// Counters of a store, for status and metrics.

@@ -165,6 +165,7 @@ async fn concurrent_reads(pref: EnginePref) {
         pooled_buffers: 16,
         ring_entries: 8,
         ring_threads: 2,
+        page_cache_fast_path: false,
     };
     let engine = engine(pref, &opts);
     let file = engine.open(fx.path.clone()).await.unwrap();
@@ -358,6 +359,72 @@ fn uring_engine_drop_joins_threads() {
     }
 }
 
+/// The `RWF_NOWAIT` fast path: cached bytes are read on the caller's thread (counted), and
+/// bytes evicted from the page cache still come back right through the engine.
+async fn page_cache_fast_path(pref: EnginePref) {
+    let fx = fixture(7);
+    let opts = EngineOptions {
+        page_cache_fast_path: true,
+        ..EngineOptions::default()
+    };
+    let engine = engine(pref, &opts);
+    let file = engine.open(fx.path.clone()).await.unwrap();
+    let mut rng = Rng(9);
+    for _ in 0..50 {
+        let offset = rng.below(FILE_SIZE as u64 + 4096);
+        let len = 1 + rng.below(engine.buffer_size() as u64) as usize;
+        let got = engine.read_at(file.clone(), offset, len).await.unwrap();
+        // A fast-path read may be short when only a leading part is cached; never wrong.
+        let want = expected(&fx.data, offset, len);
+        assert!(
+            !got.is_empty() || want.is_empty(),
+            "offset {offset}: empty before EOF"
+        );
+        assert_eq!(&got[..], &want[..got.len()], "offset {offset} len {len}");
+    }
+    // The file was just written, so its pages are cached: the fast path answered.
+    assert!(
+        engine.page_cache_reads() > 0,
+        "no read took the page-cache path"
+    );
+
+    // Evict the pages (where the filesystem allows it) and read again: whatever path
+    // answers, the bytes are exact.
+    file.sync_all().unwrap();
+    nix::fcntl::posix_fadvise(
+        &*file,
+        0,
+        0,
+        nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+    )
+    .unwrap();
+    let mut all = Vec::with_capacity(FILE_SIZE);
+    let mut offset = 0u64;
+    loop {
+        let chunk = engine
+            .read_at(file.clone(), offset, engine.buffer_size())
+            .await
+            .unwrap();
+        if chunk.is_empty() {
+            break;
+        }
+        offset += chunk.len() as u64;
+        all.extend_from_slice(&chunk);
+    }
+    assert!(all == fx.data, "whole-file read after eviction differs");
+
+    // Off by default: every read goes to the engine.
+    let plain = engine_without_fast_path(pref);
+    let file = plain.open(fx.path.clone()).await.unwrap();
+    let got = plain.read_at(file, 0, 4096).await.unwrap();
+    assert_eq!(&got[..], &fx.data[..4096]);
+    assert_eq!(plain.page_cache_reads(), 0);
+}
+
+fn engine_without_fast_path(pref: EnginePref) -> Arc<dyn IoEngine> {
+    engine(pref, &EngineOptions::default())
+}
+
 macro_rules! both_engines {
     ($($test:ident),* $(,)?) => {
         mod uring {
@@ -387,4 +454,5 @@ both_engines!(
     pool_reuse,
     open_missing,
     drop_in_flight,
+    page_cache_fast_path,
 );

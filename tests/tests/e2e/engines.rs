@@ -5,11 +5,12 @@ use oca_common::wire::Status;
 use oca_tests::fixture::{BIG, Fixture, Opts, SEG};
 use oca_tests::{Proto, Server, metrics};
 
-async fn engine_serves_ranges(pref: &'static str, kind: &str) {
+async fn engine_serves_ranges(pref: &'static str, kind: &str, fast: bool) {
     let srv = Server::start(
         Fixture::new(),
         Opts {
             io_engine: pref,
+            page_cache_fast_path: fast,
             ..Opts::default()
         },
     );
@@ -50,10 +51,16 @@ async fn engine_serves_ranges(pref: &'static str, kind: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pread_engine() {
-    engine_serves_ranges("pread", "pread").await;
+    engine_serves_ranges("pread", "pread", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn io_uring_engine() {
-    engine_serves_ranges("io-uring", "io_uring").await;
+    engine_serves_ranges("io-uring", "io_uring", false).await;
+}
+
+/// The default: page-cache reads on the worker (`RWF_NOWAIT`), the engine for the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_cache_fast_path() {
+    engine_serves_ranges("auto", "io_uring", true).await;
 }

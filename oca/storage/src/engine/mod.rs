@@ -14,6 +14,7 @@ use std::sync::Arc;
 use crate::error::StorageError;
 use crate::pool::PoolStats;
 
+mod cached;
 mod pread;
 #[allow(unsafe_code)]
 mod uring;
@@ -75,6 +76,9 @@ pub struct EngineOptions {
     /// io_uring threads, each with its own ring (default 1; 1 ..= 64); requests are spread
     /// round-robin.
     pub ring_threads: usize,
+    /// Try `preadv2(RWF_NOWAIT)` on the caller's thread first and use the engine only for
+    /// bytes not in the page cache (default off here; the daemon turns it on from config).
+    pub page_cache_fast_path: bool,
 }
 
 impl Default for EngineOptions {
@@ -84,6 +88,7 @@ impl Default for EngineOptions {
             pooled_buffers: 256,
             ring_entries: 256,
             ring_threads: 1,
+            page_cache_fast_path: false,
         }
     }
 }
@@ -132,6 +137,12 @@ pub trait IoEngine: Send + Sync + fmt::Debug + 'static {
     /// Counters of the engine's buffer pool (for metrics and tests).
     fn pool_stats(&self) -> PoolStats {
         PoolStats::default()
+    }
+
+    /// Reads answered from the page cache on the caller's thread (the `RWF_NOWAIT` fast
+    /// path) rather than by the engine.
+    fn page_cache_reads(&self) -> u64 {
+        0
     }
 }
 

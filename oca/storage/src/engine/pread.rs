@@ -22,6 +22,7 @@ const MAX_WOULD_BLOCK_RETRIES: u32 = 1000;
 #[derive(Debug)]
 pub struct PreadEngine {
     pool: BufferPool,
+    cached: super::cached::CachedReader,
 }
 
 impl PreadEngine {
@@ -30,6 +31,7 @@ impl PreadEngine {
         opts.validate()?;
         Ok(PreadEngine {
             pool: BufferPool::new(opts.buffer_size, opts.pooled_buffers),
+            cached: super::cached::CachedReader::new(opts.page_cache_fast_path),
         })
     }
 
@@ -105,6 +107,9 @@ impl IoEngine for PreadEngine {
                 ))
             });
         }
+        if let Some(r) = self.cached.try_read(&self.pool, &file, offset, len) {
+            return Box::pin(std::future::ready(r));
+        }
         let pool = self.pool.clone();
         Box::pin(blocking(move || pread_full(&file, pool.get(), offset, len)))
     }
@@ -115,5 +120,9 @@ impl IoEngine for PreadEngine {
 
     fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
+    }
+
+    fn page_cache_reads(&self) -> u64 {
+        self.cached.hits()
     }
 }

@@ -259,6 +259,7 @@ pub struct UringEngine {
     rings: Vec<RingHandle>,
     next: AtomicUsize,
     pool: BufferPool,
+    cached: super::cached::CachedReader,
 }
 
 impl UringEngine {
@@ -277,6 +278,7 @@ impl UringEngine {
             rings,
             next: AtomicUsize::new(0),
             pool,
+            cached: super::cached::CachedReader::new(opts.page_cache_fast_path),
         })
     }
 
@@ -410,6 +412,9 @@ impl IoEngine for UringEngine {
                 "offset does not fit an off_t",
             )));
         }
+        if let Some(r) = self.cached.try_read(&self.pool, &file, offset, len) {
+            return ready(r);
+        }
         let (tx, rx) = oneshot::channel();
         let req = Request::Read {
             file,
@@ -429,6 +434,10 @@ impl IoEngine for UringEngine {
 
     fn pool_stats(&self) -> PoolStats {
         self.pool.stats()
+    }
+
+    fn page_cache_reads(&self) -> u64 {
+        self.cached.hits()
     }
 }
 
