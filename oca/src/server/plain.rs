@@ -92,11 +92,19 @@ enum ParseOutcome {
     Bad(StatusCode, &'static str),
 }
 
-fn parse_head(buf: &[u8]) -> ParseOutcome {
+/// Parse a request head from the start of `buf`; a head longer than `max_head` bytes (whole,
+/// or still incomplete at that size) is a 431.
+fn parse_head(buf: &[u8], max_head: usize) -> ParseOutcome {
+    const TOO_LARGE: ParseOutcome = ParseOutcome::Bad(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "request head too large",
+    );
     let mut raw = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut raw);
     let n = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) if n > max_head => return TOO_LARGE,
         Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) if buf.len() >= max_head => return TOO_LARGE,
         Ok(httparse::Status::Partial) => return ParseOutcome::Partial,
         Err(httparse::Error::TooManyHeaders) => {
             return ParseOutcome::Bad(
@@ -176,30 +184,10 @@ async fn connection(
         let mut deadline = None;
         let head = loop {
             if !buf.is_empty() {
-                match parse_head(&buf) {
-                    ParseOutcome::Complete(_, n) if n > max_head => {
-                        return bad(
-                            &mut tcp,
-                            shared,
-                            client,
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            "request head too large",
-                        )
-                        .await;
-                    }
+                match parse_head(&buf, max_head) {
                     ParseOutcome::Complete(head, n) => {
                         buf.advance(n);
                         break head;
-                    }
-                    ParseOutcome::Partial if buf.len() >= max_head => {
-                        return bad(
-                            &mut tcp,
-                            shared,
-                            client,
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            "request head too large",
-                        )
-                        .await;
                     }
                     ParseOutcome::Partial => {}
                     ParseOutcome::Bad(status, msg) => {
@@ -437,7 +425,7 @@ mod tests {
     use super::*;
 
     fn complete(buf: &[u8]) -> Head {
-        match parse_head(buf) {
+        match parse_head(buf, 16 << 10) {
             ParseOutcome::Complete(h, n) => {
                 assert_eq!(n, buf.len());
                 h
@@ -461,21 +449,38 @@ mod tests {
         let h = complete(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\n");
         assert!(h.has_body);
         assert!(matches!(
-            parse_head(b"GET / HTTP/1.1\r\nHo"),
+            parse_head(b"GET / HTTP/1.1\r\nHo", 16 << 10),
             ParseOutcome::Partial
         ));
         assert!(matches!(
-            parse_head(b"GET / HTTP/1.1\r\n\r\n"),
+            parse_head(b"GET / HTTP/1.1\r\n\r\n", 16 << 10),
             ParseOutcome::Bad(StatusCode::BAD_REQUEST, _)
         ));
         assert!(matches!(
-            parse_head(b"G\0T / HTTP/1.1\r\nHost: x\r\n\r\n"),
+            parse_head(b"G\0T / HTTP/1.1\r\nHost: x\r\n\r\n", 16 << 10),
             ParseOutcome::Bad(StatusCode::BAD_REQUEST, _)
+        ));
+        // A whole head over the limit, and an unfinished one that reached it, are 431.
+        let big = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(200)
+        );
+        assert!(matches!(
+            parse_head(big.as_bytes(), 128),
+            ParseOutcome::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _)
+        ));
+        assert!(matches!(
+            parse_head(&big.as_bytes()[..128], 128),
+            ParseOutcome::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _)
+        ));
+        assert!(matches!(
+            parse_head(big.as_bytes(), big.len()),
+            ParseOutcome::Complete(..)
         ));
         let many: String = (0..100).map(|i| format!("X-{i}: v\r\n")).collect();
         let req = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
         assert!(matches!(
-            parse_head(req.as_bytes()),
+            parse_head(req.as_bytes(), 16 << 10),
             ParseOutcome::Bad(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, _)
         ));
     }
