@@ -526,9 +526,4 @@ impl Shared {
             })
             .inc_by(n);
     }
-
-    /// The current signing keys snapshot.
-    pub fn keys(&self) -> Arc<KeySet> {
-        self.keys.load_full()
-    }
 }
