@@ -152,6 +152,40 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleIo<T> {
     }
 }
 
+/// How long a closing connection keeps reading what the client still sends.
+pub const LINGER: Duration = Duration::from_secs(5);
+
+/// Lingering close (as nginx's `lingering_close`): half-close, then read and discard until
+/// the client closes or `max` passes. Closing a socket that still has unread input makes the
+/// kernel send RST, and an RST makes the client drop response bytes it has not read yet — the
+/// tail of a response finished during a drain, for example (h2 clients keep sending
+/// WINDOW_UPDATEs while they read).
+pub async fn linger(mut s: tokio::net::TcpStream, max: Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = s.shutdown().await;
+    let mut scratch = [0u8; 4096];
+    let _ = tokio::time::timeout(max, async {
+        while let Ok(n) = s.read(&mut scratch).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// Lingering close for a socket that another owner (hyper) has already dropped: `fd` is a
+/// duplicate taken before handing the stream over, which kept the connection open.
+pub async fn linger_fd(fd: std::os::fd::OwnedFd, max: Duration) {
+    let std = std::net::TcpStream::from(fd);
+    if std.set_nonblocking(true).is_err() {
+        return;
+    }
+    if let Ok(s) = tokio::net::TcpStream::from_std(std) {
+        linger(s, max).await;
+    }
+}
+
 /// Set the socket options every public connection gets.
 pub fn tune_socket(s: &tokio::net::TcpStream) {
     let _ = s.set_nodelay(true);

@@ -68,9 +68,12 @@ pub async fn serve(
         let cancel = cancel.clone();
         tracker.spawn(async move {
             let _guard = guard;
-            if let Err(e) = connection(tcp, peer, &shared, &cancel).await {
+            let mut tcp = tcp;
+            if let Err(e) = connection(&mut tcp, peer, &shared, &cancel).await {
                 tracing::debug!(%peer, error = %e, "plain connection ended with an error");
             }
+            let linger = crate::server::LINGER.min(shared.config.limits.idle_timeout);
+            crate::server::linger(tcp, linger).await;
         });
     }
 }
@@ -168,7 +171,7 @@ fn parse_head(buf: &[u8], max_head: usize) -> ParseOutcome {
 }
 
 async fn connection(
-    mut tcp: TcpStream,
+    tcp: &mut TcpStream,
     peer: SocketAddr,
     shared: &Arc<Shared>,
     cancel: &CancellationToken,
@@ -191,20 +194,20 @@ async fn connection(
                     }
                     ParseOutcome::Partial => {}
                     ParseOutcome::Bad(status, msg) => {
-                        return bad(&mut tcp, shared, client, status, msg).await;
+                        return bad(tcp, shared, client, status, msg).await;
                     }
                 }
             }
             let read = if buf.is_empty() {
                 tokio::select! {
                     _ = cancel.cancelled() => return Ok(()),
-                    r = timeout(idle, read_some(&mut tcp, &mut buf, max_head)) => r,
+                    r = timeout(idle, read_some(tcp, &mut buf, max_head)) => r,
                 }
             } else {
                 let d = *deadline.get_or_insert_with(|| {
                     tokio::time::Instant::now() + limits.header_read_timeout
                 });
-                timeout_at(d, read_some(&mut tcp, &mut buf, max_head)).await
+                timeout_at(d, read_some(tcp, &mut buf, max_head)).await
             };
             match read {
                 Err(_) | Ok(Ok(0)) => return Ok(()),
@@ -240,9 +243,8 @@ async fn connection(
         } else {
             Keep::Close
         };
-        send(&mut tcp, shared, plan, keep, idle).await?;
+        send(tcp, shared, plan, keep, idle).await?;
         if keep == Keep::Close {
-            let _ = tcp.shutdown().await;
             return Ok(());
         }
     }

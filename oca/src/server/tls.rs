@@ -110,6 +110,8 @@ pub async fn serve(
             continue;
         };
         tune_socket(&tcp);
+        // A duplicate of the socket outlives hyper's stream, for the lingering close.
+        let dup = std::os::fd::AsFd::as_fd(&tcp).try_clone_to_owned().ok();
         let guard = ConnGuard::new(shared.clone(), Listener::Https, permit);
         let acceptor = TlsAcceptor::from(tls.load_full());
         let shared = shared.clone();
@@ -171,6 +173,9 @@ pub async fn serve(
             match proto {
                 Proto::H2 => drive!(builders.h2.serve_connection(io, svc)),
                 _ => drive!(builders.h1.serve_connection(io, svc)),
+            }
+            if let Some(fd) = dup {
+                crate::server::linger_fd(fd, crate::server::LINGER.min(idle)).await;
             }
         });
     }
