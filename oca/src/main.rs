@@ -91,8 +91,15 @@ enum Command {
 }
 
 fn init_tracing(format: LogFormat, level: &str) {
+    // rustls warns on every client that sends an IP address as SNI (load tools, some
+    // players): noise at an edge. Quiet it unless the filter says otherwise.
+    let level = if level.contains("rustls") {
+        level.to_string()
+    } else {
+        format!("{level},rustls=error")
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("OCA_LOG")
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
