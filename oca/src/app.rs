@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use oca_common::token::KeySet;
@@ -45,6 +45,9 @@ pub fn check(cfg: &Config) -> Result<(), OcaError> {
     if cfg.server.https_listen.is_some() {
         crate::server::tls::load_tls(&cfg.tls.cert, &cfg.tls.key)?;
     }
+    if cfg.server.h3_listen.is_some() {
+        crate::server::tls::load_quic(&cfg.tls.cert, &cfg.tls.key)?;
+    }
     let keys = load_keys(&cfg.tokens.keys_file)?;
     if keys.is_empty() && cfg.server.require_token {
         return Err(OcaError::Keys {
@@ -67,9 +70,13 @@ pub fn check(cfg: &Config) -> Result<(), OcaError> {
 pub struct Running {
     pub https: Option<SocketAddr>,
     pub http: Option<SocketAddr>,
+    /// The HTTP/3 (UDP) listener.
+    pub h3: Option<SocketAddr>,
     pub admin: SocketAddr,
     pub shared: Arc<Shared>,
     tls: Option<Arc<ArcSwap<rustls::ServerConfig>>>,
+    /// The QUIC endpoint; its server config is replaced on reload.
+    quic: Option<quinn::Endpoint>,
     cancel: CancellationToken,
     tracker: TaskTracker,
 }
@@ -105,6 +112,10 @@ impl Running {
                 &cfg.tls.cert,
                 &cfg.tls.key,
             )?))),
+            None => None,
+        };
+        let quic_crypto = match cfg.server.h3_listen {
+            Some(_) => Some(crate::server::tls::load_quic(&cfg.tls.cert, &cfg.tls.key)?),
             None => None,
         };
         let keys = load_keys(&cfg.tokens.keys_file)?;
@@ -194,7 +205,25 @@ impl Running {
         })?;
         let mut https = None;
         let mut http = None;
+        let mut h3 = None;
+        let mut quic = None;
         let mut listeners = Vec::new();
+        // HTTP/3 first: the TLS listener advertises its port in Alt-Svc.
+        if let (Some(addr), Some(crypto)) = (cfg.server.h3_listen, quic_crypto) {
+            let endpoint = crate::server::h3::bind(
+                addr,
+                crate::server::h3::server_config(crypto, &cfg.limits),
+            )?;
+            h3 = endpoint.local_addr().ok();
+            listeners.push(tokio::spawn(crate::server::h3::serve(
+                endpoint.clone(),
+                shared.clone(),
+                slots.clone(),
+                tracker.clone(),
+                cancel.clone(),
+            )));
+            quic = Some(endpoint);
+        }
         if let (Some(addr), Some(tls)) = (cfg.server.https_listen, &tls) {
             let l = bind(addr).await?;
             https = l.local_addr().ok();
@@ -205,6 +234,7 @@ impl Running {
                 slots.clone(),
                 tracker.clone(),
                 cancel.clone(),
+                h3.map(|a| a.port()),
             )));
         }
         if let Some(addr) = cfg.server.http_listen {
@@ -227,13 +257,15 @@ impl Running {
         ));
         shared.ready.store(true, Ordering::Relaxed);
         shared.metrics.ready.set(1);
-        tracing::info!(?https, ?http, %admin, id = %cfg.server.id, "ready");
+        tracing::info!(?https, ?http, ?h3, %admin, id = %cfg.server.id, "ready");
         Ok(Running {
             https,
             http,
+            h3,
             admin,
             shared,
             tls,
+            quic,
             cancel,
             tracker,
         })
@@ -258,6 +290,30 @@ impl Running {
                 Err(e) => {
                     count(ReloadWhat::Certificates, Outcome::Error);
                     tracing::error!(error = %e, "certificate reload failed; keeping the old ones");
+                }
+            }
+        }
+        if let Some(endpoint) = &self.quic {
+            match crate::server::tls::load_quic(&cfg.tls.cert, &cfg.tls.key) {
+                Ok(new) => {
+                    endpoint.set_server_config(Some(crate::server::h3::server_config(
+                        new,
+                        &cfg.limits,
+                    )));
+                    // Counted once per reload: with the HTTPS listener above when there is one.
+                    if self.tls.is_none() {
+                        count(ReloadWhat::Certificates, Outcome::Ok);
+                    }
+                    tracing::info!("HTTP/3 certificates reloaded");
+                }
+                Err(e) => {
+                    if self.tls.is_none() {
+                        count(ReloadWhat::Certificates, Outcome::Error);
+                    }
+                    tracing::error!(
+                        error = %e,
+                        "HTTP/3 certificate reload failed; keeping the old ones"
+                    );
                 }
             }
         }
@@ -288,9 +344,20 @@ impl Running {
         );
         self.cancel.cancel();
         self.tracker.close();
+        let t0 = tokio::time::Instant::now();
         let done = tokio::time::timeout(deadline, self.tracker.wait())
             .await
             .is_ok();
+        if let Some(endpoint) = &self.quic {
+            // In-flight HTTP/3 requests are done (or out of time): close what is left and
+            // give the close frames a moment to leave.
+            endpoint.close(0u32.into(), b"draining");
+            let left = deadline
+                .saturating_sub(t0.elapsed())
+                .max(Duration::from_millis(100));
+            let _ =
+                tokio::time::timeout(left.min(Duration::from_secs(2)), endpoint.wait_idle()).await;
+        }
         if done {
             tracing::info!("drained");
         } else {

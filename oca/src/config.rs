@@ -34,6 +34,9 @@ pub struct ServerConfig {
     pub https_listen: Option<SocketAddr>,
     /// Optional plain HTTP/1.1 listener (sendfile); for peer fill and internal clients.
     pub http_listen: Option<SocketAddr>,
+    /// Optional HTTP/3 (QUIC, UDP) listener; same certificate and key as `[tls]`. When set,
+    /// responses on the HTTPS listener advertise it with `Alt-Svc`.
+    pub h3_listen: Option<SocketAddr>,
     /// When false, `GET /o/{key}` serves without a token (benches and local tests only).
     pub require_token: bool,
     /// How long in-flight requests may run after SIGTERM.
@@ -140,6 +143,7 @@ impl Default for ServerConfig {
             id: "oca-1".into(),
             https_listen: Some(SocketAddr::from(([0, 0, 0, 0], 443))),
             http_listen: None,
+            h3_listen: None,
             require_token: true,
             drain_deadline: Duration::from_secs(30),
             worker_threads: 0,

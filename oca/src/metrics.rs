@@ -53,7 +53,7 @@ label_values! {
         Malformed => "malformed", UnknownKid => "unknown_kid", Expired => "expired",
         BadSignature => "bad_signature", Scope => "scope", ClientPrefix => "client_prefix",
     }
-    Listener { Https => "https", Http => "http" }
+    Listener { Https => "https", Http => "http", H3 => "h3" }
     RefuseReason {
         ConnectionCap => "connection_cap", TlsHandshake => "tls_handshake",
         HandshakeTimeout => "handshake_timeout",
@@ -156,6 +156,8 @@ impl From<&oca_common::token::TokenError> for TokenReason {
 pub enum Listener {
     Https,
     Http,
+    /// HTTP/3 over QUIC (UDP).
+    H3,
 }
 
 /// Why a connection was closed before serving anything.

@@ -1,6 +1,6 @@
 //! Clients: hyper 1 over rustls (HTTP/1.1 and HTTP/2 by ALPN, trusting only the fixture's
-//! certificates, never the system store) and over plain TCP; raw sockets for malformed input;
-//! and the real `curl` binary.
+//! certificates, never the system store) and over plain TCP; HTTP/3 over quinn + h3 (TLS 1.3,
+//! ALPN `h3`, the same trust); raw sockets for malformed input; and the real `curl` binary.
 
 use std::io;
 use std::process::{Command, Output, Stdio};
@@ -34,6 +34,8 @@ pub enum Proto {
     H2,
     /// HTTP/1.1 on the plain port (sendfile).
     Plain,
+    /// HTTP/3 over QUIC (ALPN `h3`); the server needs [`crate::Opts::h3`].
+    H3,
 }
 
 impl Proto {
@@ -46,6 +48,7 @@ impl Proto {
             Proto::H1 => "h1",
             Proto::H2 => "h2",
             Proto::Plain => "h1_plain",
+            Proto::H3 => "h3",
         }
     }
 
@@ -148,21 +151,21 @@ pub fn build(
 ) -> Result<http::Request<Empty<Bytes>>, String> {
     let method = Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
     let uri = match proto {
-        // HTTP/2 takes :scheme and :authority from an absolute URI.
-        Proto::H2 => format!("https://localhost:{port}{path}"),
+        // HTTP/2 and HTTP/3 take :scheme and :authority from an absolute URI.
+        Proto::H2 | Proto::H3 => format!("https://localhost:{port}{path}"),
         _ => path.to_string(),
     };
     let mut req = http::Request::builder()
         .method(method)
         .uri(uri)
-        .version(if proto == Proto::H2 {
-            Version::HTTP_2
-        } else {
-            Version::HTTP_11
+        .version(match proto {
+            Proto::H2 => Version::HTTP_2,
+            Proto::H3 => Version::HTTP_3,
+            _ => Version::HTTP_11,
         })
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
-    if proto != Proto::H2 {
+    if !matches!(proto, Proto::H2 | Proto::H3) {
         let host = format!("localhost:{port}");
         req.headers_mut().insert(
             http::header::HOST,
@@ -233,6 +236,7 @@ pub async fn send_streaming(
             }
             send_on(TokioIo::new(tls), proto == Proto::H2, req).await
         }
+        Proto::H3 => Err("HTTP/3 responses are read whole: use client::fetch or h3_fetch".into()),
     }
 }
 
@@ -305,6 +309,10 @@ pub async fn fetch(
 ) -> Result<Resp, String> {
     let what = format!("{proto:?} {} {}", req.method(), req.uri());
     let fut = async {
+        if proto == Proto::H3 {
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            return h3_fetch(addr, certs, req.map(|_| ())).await;
+        }
         let resp = send_streaming(port, certs, proto, req).await?;
         collect(resp).await
     };
@@ -318,6 +326,7 @@ impl Server {
     pub fn port(&self, proto: Proto) -> u16 {
         match proto {
             Proto::Plain => self.ports.http,
+            Proto::H3 => self.ports.h3,
             _ => self.ports.https,
         }
     }
@@ -562,4 +571,117 @@ pub fn require_tool(tool: &str, debian_package: &str) {
         "`{tool}` is not installed: these tests need it and never skip. .ci/run installs it \
          (Debian package `{debian_package}`: apt-get install -y {debian_package})"
     );
+}
+
+/// A QUIC client config with the aws-lc-rs provider: TLS 1.3, ALPN `h3`, trusting exactly
+/// `certs`.
+pub fn quic_client_config(certs: &[CertificateDer<'static>]) -> quinn::ClientConfig {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in certs {
+        roots
+            .add(c.clone())
+            .expect("add test certificate to the root store");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .expect("TLS 1.3")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h3".to_vec()];
+    let quic = quinn::crypto::rustls::QuicClientConfig::try_from(cfg).expect("QUIC client config");
+    quinn::ClientConfig::new(Arc::new(quic))
+}
+
+/// One HTTP/3 connection to `addr` (the name `localhost`): the endpoint (keep it alive), the
+/// QUIC connection (to close it) and the h3 request sender. The h3 driver runs in a task.
+pub async fn h3_connect(
+    addr: std::net::SocketAddr,
+    certs: &[CertificateDer<'static>],
+) -> Result<
+    (
+        quinn::Endpoint,
+        quinn::Connection,
+        h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    ),
+    String,
+> {
+    let endpoint = quinn::Endpoint::client(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+        .map_err(|e| format!("QUIC client endpoint: {e}"))?;
+    let conn = endpoint
+        .connect_with(quic_client_config(certs), addr, "localhost")
+        .map_err(|e| format!("QUIC connect {addr}: {e}"))?
+        .await
+        .map_err(|e| format!("QUIC handshake with {addr}: {e}"))?;
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    if alpn.as_deref() != Some(&b"h3"[..]) {
+        return Err(format!("ALPN: offered h3, the server chose {alpn:?}"));
+    }
+    let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn.clone()))
+        .await
+        .map_err(|e| format!("h3 setup: {e}"))?;
+    tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+    Ok((endpoint, conn, send))
+}
+
+/// One request on an existing HTTP/3 connection; the whole response.
+pub async fn h3_send(
+    send: &mut h3::client::SendRequest<h3_quinn::OpenStreams, Bytes>,
+    req: http::Request<()>,
+) -> Result<Resp, String> {
+    use bytes::{Buf, BufMut};
+    let mut stream = send
+        .send_request(req)
+        .await
+        .map_err(|e| format!("h3 request: {e}"))?;
+    // A server may answer before it has read the end of the request and stop the request
+    // side (RFC 9114 §4.1: clients must not discard the response then), so a failed finish
+    // is not a failed request.
+    let _ = stream.finish().await;
+    let resp = stream
+        .recv_response()
+        .await
+        .map_err(|e| format!("h3 response head: {e}"))?;
+    let mut body = bytes::BytesMut::new();
+    while let Some(mut chunk) = stream
+        .recv_data()
+        .await
+        .map_err(|e| format!("h3 body after {} bytes: {e}", body.len()))?
+    {
+        while chunk.has_remaining() {
+            let c = chunk.chunk();
+            let n = c.len();
+            body.put_slice(c);
+            chunk.advance(n);
+        }
+    }
+    let (parts, ()) = resp.into_parts();
+    Ok(Resp {
+        status: parts.status.as_u16(),
+        version: parts.version,
+        headers: parts.headers,
+        body: body.freeze(),
+    })
+}
+
+/// Close an HTTP/3 connection cleanly and let the close frame leave.
+pub async fn h3_close(endpoint: quinn::Endpoint, conn: quinn::Connection) {
+    conn.close(0u32.into(), b"done");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+}
+
+/// One HTTP/3 request on a new connection to `addr`, whole response.
+pub async fn h3_fetch(
+    addr: std::net::SocketAddr,
+    certs: &[CertificateDer<'static>],
+    req: http::Request<()>,
+) -> Result<Resp, String> {
+    let (endpoint, conn, mut send) = h3_connect(addr, certs).await?;
+    let r = h3_send(&mut send, req).await;
+    drop(send);
+    h3_close(endpoint, conn).await;
+    r
 }

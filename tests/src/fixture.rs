@@ -66,6 +66,8 @@ pub struct Opts {
     pub limits: Vec<(&'static str, String)>,
     /// `storage.page-cache-fast-path`; off makes every read go through the I/O engine.
     pub page_cache_fast_path: bool,
+    /// Whether HTTP/3 (`server.h3-listen`, UDP) is configured.
+    pub h3: bool,
 }
 
 impl Default for Opts {
@@ -77,6 +79,7 @@ impl Default for Opts {
             drain_deadline: "10s",
             limits: Vec::new(),
             page_cache_fast_path: true,
+            h3: false,
         }
     }
 }
@@ -95,6 +98,8 @@ pub struct Ports {
     pub https: u16,
     pub http: u16,
     pub admin: u16,
+    /// UDP port of the HTTP/3 listener (used only when [`Opts::h3`] is set).
+    pub h3: u16,
 }
 
 impl Ports {
@@ -104,11 +109,13 @@ impl Ports {
         let hold: Vec<std::net::TcpListener> = (0..3)
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
             .collect();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind udp 127.0.0.1:0");
         let port = |i: usize| hold[i].local_addr().expect("local addr").port();
         Ports {
             https: port(0),
             http: port(1),
             admin: port(2),
+            h3: udp.local_addr().expect("local addr").port(),
         }
     }
 }
@@ -310,12 +317,18 @@ impl Fixture {
         } else {
             String::new()
         };
+        let h3 = if opts.h3 {
+            format!("h3-listen = \"127.0.0.1:{}\"", ports.h3)
+        } else {
+            String::new()
+        };
         format!(
             r#"# Written by the oca end-to-end tests.
 [server]
 id = "oca-e2e"
 https-listen = "127.0.0.1:{https}"
 {http}
+{h3}
 require-token = {require_token}
 drain-deadline = "{drain}"
 worker-threads = 2

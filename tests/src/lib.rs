@@ -7,7 +7,8 @@
 //! - [`server`]: `oca serve` as a child process that is killed on drop, started once its
 //!   `/readyz` answers, with signal, metrics and admin helpers;
 //! - [`client`]: hyper 1 clients over rustls (HTTP/1.1 and HTTP/2 by ALPN, trusting only the
-//!   test certificates) and plain TCP, raw sockets for malformed input, and the `curl` binary;
+//!   test certificates) and plain TCP, an HTTP/3 client (quinn + h3, ALPN `h3`), raw sockets
+//!   for malformed input, and the `curl` binary;
 //! - [`metrics`]: reading samples out of the scraped exposition text.
 //!
 //! Nothing here sleeps to synchronise: waits are bounded polls for an event (a port that

@@ -1,6 +1,8 @@
 //! Public listeners. [`tls`] serves HTTP/1.1 and HTTP/2 over rustls through hyper; [`plain`]
-//! serves HTTP/1.1 on the plain port with `sendfile`. Both call [`crate::handler::plan`].
+//! serves HTTP/1.1 on the plain port with `sendfile`; [`h3`] serves HTTP/3 over QUIC. All
+//! call [`crate::handler::plan`].
 
+pub mod h3;
 pub mod plain;
 pub mod tls;
 

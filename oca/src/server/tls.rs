@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -26,8 +27,11 @@ use crate::handler::{self, Request, Shared};
 use crate::metrics::{Listener, Proto, RefuseLabels, RefuseReason};
 use crate::server::{Activity, ConnGuard, IdleIo, tune_socket};
 
-/// Load a certificate chain and key into a server config with ALPN `h2`, `http/1.1`.
-pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, OcaError> {
+/// Read a PEM certificate chain and private key.
+fn load_pem(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), OcaError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| OcaError::Tls(format!("{}: {e}", cert.display())))?
         .collect::<Result<_, _>>()
@@ -40,6 +44,12 @@ pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, OcaError> 
     }
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| OcaError::Tls(format!("{}: {e}", key.display())))?;
+    Ok((certs, key))
+}
+
+/// Load a certificate chain and key into a server config with ALPN `h2`, `http/1.1`.
+pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, OcaError> {
+    let (certs, key) = load_pem(cert, key)?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -53,6 +63,30 @@ pub fn load_tls(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, OcaError> 
         cfg.ticketer = t;
     }
     Ok(Arc::new(cfg))
+}
+
+/// The same certificate and key as [`load_tls`], as QUIC crypto for HTTP/3: TLS 1.3 only,
+/// ALPN `h3`, no 0-RTT.
+pub fn load_quic(
+    cert: &Path,
+    key: &Path,
+) -> Result<Arc<quinn::crypto::rustls::QuicServerConfig>, OcaError> {
+    let (certs, key) = load_pem(cert, key)?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| OcaError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| OcaError::Tls(format!("certificate and key do not go together: {e}")))?;
+    cfg.alpn_protocols = vec![b"h3".to_vec()];
+    cfg.max_early_data_size = 0;
+    if let Ok(t) = rustls::crypto::aws_lc_rs::Ticketer::new() {
+        cfg.ticketer = t;
+    }
+    let quic = quinn::crypto::rustls::QuicServerConfig::try_from(cfg)
+        .map_err(|e| OcaError::Tls(format!("QUIC: {e}")))?;
+    Ok(Arc::new(quic))
 }
 
 /// hyper connection builders, configured once from the limits.
@@ -91,8 +125,12 @@ pub async fn serve(
     slots: Arc<Semaphore>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    h3_port: Option<u16>,
 ) {
     let builders = Builders::new(&shared);
+    // `Alt-Svc: h3=":PORT"; ma=86400` on every TLS response when HTTP/3 is served.
+    let alt_svc =
+        h3_port.and_then(|p| HeaderValue::from_str(&format!("h3=\":{p}\"; ma=86400")).ok());
     loop {
         let (tcp, peer) = tokio::select! {
             _ = cancel.cancelled() => return,
@@ -117,6 +155,7 @@ pub async fn serve(
         let shared = shared.clone();
         let builders = builders.clone();
         let cancel = cancel.clone();
+        let alt_svc = alt_svc.clone();
         tracker.spawn(async move {
             let _guard = guard;
             let limits = &shared.config.limits;
@@ -145,7 +184,11 @@ pub async fn serve(
             let client = canonical(peer.ip());
             let svc_shared = shared.clone();
             let svc = service_fn(move |req| {
-                std::future::ready(Ok::<_, Infallible>(respond(&svc_shared, req, client, proto)))
+                let mut resp = respond(&svc_shared, req, client, proto);
+                if let Some(v) = &alt_svc {
+                    resp.headers_mut().insert(http::header::ALT_SVC, v.clone());
+                }
+                std::future::ready(Ok::<_, Infallible>(resp))
             });
             macro_rules! drive {
                 ($conn:expr) => {{
@@ -223,13 +266,15 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 fn refuse(shared: &Shared, reason: RefuseReason) {
+    refuse_on(shared, Listener::Https, reason);
+}
+
+/// Count a connection closed before serving anything.
+pub fn refuse_on(shared: &Shared, listener: Listener, reason: RefuseReason) {
     shared
         .metrics
         .connections_refused
-        .get_or_create(&RefuseLabels {
-            listener: Listener::Https,
-            reason,
-        })
+        .get_or_create(&RefuseLabels { listener, reason })
         .inc();
 }
 

@@ -1,12 +1,12 @@
 //! RFC 9110 semantics over every protocol: byte ranges, conditional requests, HEAD, content
-//! types, CORS — one table run over HTTP/1.1 and HTTP/2 over TLS and plain HTTP/1.1, with the
-//! same assertions; then curl over h1 and h2.
+//! types, CORS — one table run over HTTP/1.1 and HTTP/2 over TLS, HTTP/3 over QUIC and plain
+//! HTTP/1.1, with the same assertions; then curl over h1 and h2.
 
 use std::time::Duration;
 
 use oca_tests::client::{self, Ending, curl, raw_header, raw_status, read_until_close};
 use oca_tests::fixture::{BIG, EMPTY, INIT, MASTER, MPD, PLAYLIST, SEG, TS, VTT};
-use oca_tests::{Proto, Resp, Server};
+use oca_tests::{Fixture, Opts, Proto, Resp, Server};
 use tokio::io::AsyncWriteExt;
 
 use super::util::{assert_error, assert_forbidden, assert_object_headers};
@@ -61,7 +61,11 @@ fn assert_full(r: &Resp, data: &[u8], what: &str) {
 
 /// The whole table against one protocol.
 async fn range_table(proto: Proto) {
-    let mut srv = Server::start_default();
+    let opts = Opts {
+        h3: proto == Proto::H3,
+        ..Opts::default()
+    };
+    let mut srv = Server::start(Fixture::new(), opts);
     let data = srv.fx.object(SEG).to_vec();
     let len = data.len();
     let path = srv.signed(SEG);
@@ -75,6 +79,9 @@ async fn range_table(proto: Proto) {
     let last_modified = r.must("last-modified").to_string();
     if proto == Proto::H2 {
         assert_eq!(r.version, http::Version::HTTP_2);
+    }
+    if proto == Proto::H3 {
+        assert_eq!(r.version, http::Version::HTTP_3);
     }
 
     // Satisfiable single ranges, one clamped past the end.
@@ -337,6 +344,11 @@ async fn ranges_h1_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ranges_h2_tls() {
     range_table(Proto::H2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ranges_h3() {
+    range_table(Proto::H3).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
