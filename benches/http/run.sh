@@ -32,15 +32,19 @@ PLAIN_WRK=1
 SIGNED=1
 KEEP=0
 BUILD=1
+CASE_FILTER=""
+H3_CONNS=4
+H3_STREAMS=16
 PORT_BASE=${OCA_BENCH_PORT_BASE:-18000}
 
 usage() {
   cat <<EOF
 Usage: benches/http/run.sh [options]
 
-Benchmarks oca against nginx on loopback: HTTPS h1 (wrk), HTTPS h2 (h2load) and plain
-HTTP/1.1 (oca-load, which discards bodies in the kernel, and wrk), each for 2 MiB whole
-objects and random 16 KiB-aligned 16 KiB ranges. Servers run on core 1, clients on core 0.
+Benchmarks oca against nginx on loopback: HTTPS h1 (wrk), HTTPS h2 (h2load), HTTP/3
+(oca-h3-load; oca only, nginx 1.22 has no HTTP/3) and plain HTTP/1.1 (oca-load, which
+discards bodies in the kernel, and wrk), each for 2 MiB whole objects and random 16 KiB-aligned
+16 KiB ranges. Servers run on core 1, clients on core 0.
 
 Options:
   --quick             one repetition of 3 s per case (smoke test)
@@ -54,6 +58,10 @@ Options:
   --cipher SUITE      TLS 1.3 suite all clients offer (default $CIPHER)
   --h1-conns N        wrk / oca-load connections (default $H1_CONNS)
   --h2-conns N        h2load connections (default $H2_CONNS); --h2-streams N (default $H2_STREAMS)
+  --h3-conns N        oca-h3-load QUIC connections (default $H3_CONNS); --h3-streams N (default $H3_STREAMS)
+  --cases LIST        space/comma separated case ids to run (default: all): h1-2m h1-16k
+                        h2-2m h2-16k h3-2m h3-16k plain-2m plain-16k plain-wrk-2m plain-wrk-16k
+                        (the signed-URL run needs h1-16k in the list)
   --no-plain-wrk      skip the wrk runs on plain HTTP (oca-load only)
   --no-signed         skip the signed-URL run (oca, HTTPS h1, 16 KiB)
   --no-build          do not run cargo build (use existing release binaries)
@@ -81,6 +89,9 @@ while [[ $# -gt 0 ]]; do
     --h1-conns) H1_CONNS=${2:?}; shift ;;
     --h2-conns) H2_CONNS=${2:?}; shift ;;
     --h2-streams) H2_STREAMS=${2:?}; shift ;;
+    --h3-conns) H3_CONNS=${2:?}; shift ;;
+    --h3-streams) H3_STREAMS=${2:?}; shift ;;
+    --cases) CASE_FILTER=${2:?}; shift ;;
     --no-plain-wrk) PLAIN_WRK=0 ;;
     --no-signed) SIGNED=0 ;;
     --no-build) BUILD=0 ;;
@@ -138,7 +149,8 @@ if [[ $BUILD == 1 ]]; then
 fi
 OCA_BIN=$TARGET_DIR/release/oca
 LOAD_BIN=$TARGET_DIR/release/oca-load
-[[ -x $OCA_BIN && -x $LOAD_BIN ]] || die "no release binaries in $TARGET_DIR/release (build with cargo build --release -p oca -p oca-benches)"
+H3_LOAD_BIN=$TARGET_DIR/release/oca-h3-load
+[[ -x $OCA_BIN && -x $LOAD_BIN && -x $H3_LOAD_BIN ]] || die "no release binaries in $TARGET_DIR/release (build with cargo build --release -p oca -p oca-benches)"
 
 # ---------------------------------------------------------------- cleanup
 W=$(mktemp -d "${TMPDIR:-/tmp}/oca-bench.XXXXXX")
@@ -178,8 +190,12 @@ done
 chmod -R a+rX "$W/objects"
 
 mkdir -p "$W/tls"
+# An end-entity certificate (CA:FALSE): rustls (oca-h3-load) refuses a CA certificate as the
+# server's own (CaUsedAsEndEntity), which openssl req -x509 makes by default.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
   -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+  -addext "basicConstraints=critical,CA:FALSE" -addext "keyUsage=critical,digitalSignature" \
+  -addext "extendedKeyUsage=serverAuth" \
   -keyout "$W/tls/key.pem" -out "$W/tls/cert.pem" 2>/dev/null || die "openssl could not make a certificate"
 
 # Clients offer exactly one TLS 1.3 suite. wrk uses OpenSSL's defaults, which this config
@@ -203,14 +219,16 @@ port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 NGX_HTTPS=$((PORT_BASE + 1)); NGX_HTTP=$((PORT_BASE + 2))
 OCA_HTTPS=$((PORT_BASE + 11)); OCA_HTTP=$((PORT_BASE + 12)); OCA_ADMIN=$((PORT_BASE + 13))
 RAM_HTTPS=$((PORT_BASE + 21)); RAM_HTTP=$((PORT_BASE + 22)); RAM_ADMIN=$((PORT_BASE + 23))
+OCA_H3=$((PORT_BASE + 14)); RAM_H3=$((PORT_BASE + 24))   # UDP (HTTP/3)
 for p in $NGX_HTTPS $NGX_HTTP $OCA_HTTPS $OCA_HTTP $OCA_ADMIN $RAM_HTTPS $RAM_HTTP $RAM_ADMIN; do
   port_free "$p" || die "port $p on 127.0.0.1 is in use (set OCA_BENCH_PORT_BASE)"
 done
 https_port() { case $1 in nginx) echo $NGX_HTTPS ;; oca) echo $OCA_HTTPS ;; oca-ram) echo $RAM_HTTPS ;; esac; }
+h3_port() { case $1 in oca) echo $OCA_H3 ;; oca-ram) echo $RAM_H3 ;; esac; }
 http_port() { case $1 in nginx) echo $NGX_HTTP ;; oca) echo $OCA_HTTP ;; oca-ram) echo $RAM_HTTP ;; esac; }
 
 # ---------------------------------------------------------------- configs
-oca_config() { # NAME HTTPS HTTP ADMIN RAM_BYTES
+oca_config() { # NAME HTTPS HTTP ADMIN RAM_BYTES H3(UDP)
   mkdir -p "$W/$1"
   cat >"$W/$1/oca.toml" <<EOF
 # Written by benches/http/run.sh.
@@ -218,6 +236,7 @@ oca_config() { # NAME HTTPS HTTP ADMIN RAM_BYTES
 id = "$1-bench"
 https-listen = "127.0.0.1:$2"
 http-listen = "127.0.0.1:$3"
+h3-listen = "127.0.0.1:$6"
 require-token = false
 worker-threads = 1
 drain-deadline = "1s"
@@ -243,8 +262,8 @@ level = "warn"
 access-log = false
 EOF
 }
-oca_config oca $OCA_HTTPS $OCA_HTTP $OCA_ADMIN 0
-oca_config oca-ram $RAM_HTTPS $RAM_HTTP $RAM_ADMIN 1GiB
+oca_config oca $OCA_HTTPS $OCA_HTTP $OCA_ADMIN 0 $OCA_H3
+oca_config oca-ram $RAM_HTTPS $RAM_HTTP $RAM_ADMIN 1GiB $RAM_H3
 
 mkdir -p "$W/nginx"
 cat >"$W/nginx/nginx.conf" <<EOF
@@ -436,8 +455,20 @@ kv() { sed -n "s/.*\\b$1=\\([^ ]*\\).*/\\1/p" <<<"$2" | head -n1; }
 
 RESULTS="$W/results.tsv"
 : >"$RESULTS"
-CASES=(h1-2m h1-16k h2-2m h2-16k plain-2m plain-16k)
+CASES=(h1-2m h1-16k h2-2m h2-16k h3-2m h3-16k plain-2m plain-16k)
 [[ $PLAIN_WRK == 1 ]] && CASES+=(plain-wrk-2m plain-wrk-16k)
+if [[ -n $CASE_FILTER ]]; then
+  CASE_FILTER=" ${CASE_FILTER//,/ } "
+  for c in $CASE_FILTER; do
+    [[ " ${CASES[*]} " == *" $c "* ]] || die "unknown case '$c' in --cases (${CASES[*]})"
+  done
+  kept=()
+  for c in "${CASES[@]}"; do [[ $CASE_FILTER == *" $c "* ]] && kept+=("$c"); done
+  CASES=("${kept[@]}")
+  [[ $CASE_FILTER == *" h1-16k "* ]] || SIGNED=0
+fi
+# HTTP/3 is oca only (nginx 1.22 has no HTTP/3): its nginx rows read n/a.
+h3_case() { [[ $1 == h3-* ]]; }
 case_label() {
   case $1 in
     h1-2m) echo "HTTPS h1 2MiB (wrk)" ;;
@@ -445,6 +476,8 @@ case_label() {
     h1-16k-signed) echo "HTTPS h1 16KiB signed URL (wrk)" ;;
     h2-2m) echo "HTTPS h2 2MiB (h2load)" ;;
     h2-16k) echo "HTTPS h2 16KiB (h2load)" ;;
+    h3-2m) echo "HTTPS h3 2MiB (oca-h3-load)" ;;
+    h3-16k) echo "HTTPS h3 16KiB (oca-h3-load)" ;;
     plain-2m) echo "HTTP h1 2MiB (oca-load)" ;;
     plain-16k) echo "HTTP h1 16KiB (oca-load)" ;;
     plain-wrk-2m) echo "HTTP h1 2MiB (wrk)" ;;
@@ -517,6 +550,23 @@ run_load() { # SERVER CASE OUTFILE
       R_SECS=$DURATION
       R_P99MS=$(awk '{ print $3 }' "$W/h2.log" | sort -n | awk '{ a[NR] = $1 } END { i = int(0.99 * (NR - 1) + 0.5) + 1; printf "%.3f", a[i] / 1e3 }')
       ;;
+    h3-*)
+      local ra=()
+      [[ $c == *16k* ]] && ra=(--range-bytes "$RANGE_BYTES")
+      child_ms; CLI0=$CHILD_MS
+      taskset -c 0 "$H3_LOAD_BIN" --addr "127.0.0.1:$(h3_port "$s")" --server-name localhost \
+        --cacert "$W/tls/cert.pem" --cipher "$CIPHER" --path-prefix /o/bench/r1/seg- --objects "$OBJECTS" \
+        --object-bytes "$OBJECT_BYTES" "${ra[@]}" --connections "$H3_CONNS" --streams "$H3_STREAMS" \
+        --duration "$DURATION" >"$out" 2>&1 \
+        || { cat "$out" >&2; die "$s $c: oca-h3-load failed or saw a wrong response"; }
+      child_ms; CLI1=$CHILD_MS
+      line=$(grep '^requests=' "$out") || { cat "$out" >&2; die "$s $c: oca-h3-load printed no result"; }
+      [[ $(kv errors "$line") == 0 ]] || { cat "$out" >&2; die "$s $c: oca-h3-load counted errors"; }
+      [[ $(kv requests "$line") -gt 0 ]] || { cat "$out" >&2; die "$s $c: no request completed"; }
+      [[ $(kv bytes "$line") == $(( $(kv requests "$line") * size )) ]] \
+        || { cat "$out" >&2; die "$s $c: byte count does not match $size per response"; }
+      R_REQS=$(kv requests "$line"); R_SECS=$(kv secs "$line"); R_P99MS=$(kv p99_ms "$line")
+      ;;
     plain-*)
       local ra=()
       [[ $c == *16k* ]] && ra=(--range-bytes "$RANGE_BYTES")
@@ -568,7 +618,7 @@ HEADER=(
   "command: $COMMAND_LINE (repo $GIT_REV)"
   "versions: $("$OCA_BIN" --version), $(nginx -v 2>&1 | sed 's/^nginx version: //'), wrk $(wrk -v 2>&1 | head -n1 | awk '{ print $2 }'), $(h2load --version | head -n1), $(openssl version | awk '{ print $1, $2 }')"
   "setup: servers pinned to core 1 (every thread; oca worker-threads = 1; nginx worker_processes 1), clients to core 0; $OBJECTS objects x $OBJECT_BYTES B in the page cache; 16 KiB cases ask random ${RANGE_BYTES}-aligned ranges (h2load: one random range per run, same for all requests)"
-  "clients: wrk -t1 -c$H1_CONNS; h2load -t1 -c$H2_CONNS -m$H2_STREAMS; oca-load -c$H1_CONNS (bodies discarded with recv(MSG_TRUNC)); ${DURATION} s per run, median of $REPS"
+  "clients: wrk -t1 -c$H1_CONNS; h2load -t1 -c$H2_CONNS -m$H2_STREAMS; oca-h3-load --connections $H3_CONNS --streams $H3_STREAMS (quinn + h3, rustls aws-lc-rs offering only $CIPHER; oca only); oca-load -c$H1_CONNS (bodies discarded with recv(MSG_TRUNC)); ${DURATION} s per run, median of $REPS"
   "TLS: TLS 1.3 $CIPHER offered by every client, same ECDSA P-256 certificate for both servers; nginx ssl_buffer_size 16k, sendfile on (used on plain HTTP only)"
   "oca: require-token = false (/o/{key}), access-log off; 'oca' reads files (ram-bytes = 0: io_uring reads on HTTPS, sendfile on plain), 'oca-ram' holds all objects in its RAM tier"
 )
@@ -581,6 +631,7 @@ for rep in $(seq 1 "$REPS"); do
   echo "run.sh: repetition $rep of $REPS" >&2
   for c in "${CASES[@]}"; do
     for s in $SERVERS; do
+      h3_case "$c" && [[ $s == nginx ]] && continue
       measure "$s" "$c" "$rep"
     done
   done
@@ -597,6 +648,7 @@ col() { awk -F'\t' -v s="$1" -v c="$2" -v k="$3" '$1 == s && $2 == c { print $k 
 ROWS=()    # "case|server|gbps|rps|p99|cpu_gb|us_req|srv%|cli%|other%"
 for c in "${CASES[@]}"; do
   for s in $SERVERS; do
+    if h3_case "$c" && [[ $s == nginx ]]; then ROWS+=("$(case_label "$c")|nginx|n/a"); continue; fi
     [[ -n $(awk -F'\t' -v s="$s" -v c="$c" '$1 == s && $2 == c' "$RESULTS") ]] || continue
     ROWS+=("$(case_label "$c")|$s|$(col "$s" "$c" 4)|$(col "$s" "$c" 5)|$(col "$s" "$c" 6)|$(col "$s" "$c" 7)|$(col "$s" "$c" 8)|$(col "$s" "$c" 9)|$(col "$s" "$c" 10)|$(col "$s" "$c" 11)")
   done
@@ -618,6 +670,7 @@ RATIOS=()  # "case|server/nginx|cpu ratio|target|verdict"
 # ratio of CPU per request are the same number: one ratio column.
 if [[ " $SERVERS " == *" nginx "* ]]; then
   for c in "${CASES[@]}"; do
+    h3_case "$c" && continue
     base_c=${c%-signed}
     nreq=$(col nginx "$base_c" 8)
     for s in $SERVERS; do
@@ -636,19 +689,32 @@ if [[ " $SERVERS " == *" nginx "* ]]; then
   done
 fi
 
+# HTTP/3 against HTTP/2 over TLS, same server, same run (issue target: CPU per GB <= 2x).
+for c in h3-2m h3-16k; do
+  h2c=h2-${c#h3-}
+  for s in $SERVERS; do
+    [[ $s == nginx ]] && continue
+    [[ -n $(awk -F'\t' -v s="$s" -v c="$c" '$1 == s && $2 == c' "$RESULTS") ]] || continue
+    [[ -n $(awk -F'\t' -v s="$s" -v c="$h2c" '$1 == s && $2 == c' "$RESULTS") ]] || continue
+    RATIOS+=("$(awk -v c="$(case_label "$c")" -v s="$s" -v a="$(col "$s" "$c" 7)" -v b="$(col "$s" "$h2c" 7)" \
+      'BEGIN { r = a / b; printf "%s|%s h3/h2 CPU per GB|%.2f|<= 2.0x|%s", c, s, r, (r <= 2.0) ? "met" : "MISSED" }')")
+  done
+done
+
 print_text() {
   printf '%-34s %-8s %8s %10s %9s %10s %8s %5s %5s %6s\n' case server GB/s req/s p99-ms CPU-ms/GB us/req srv% cli% other%
   local r
   for r in "${ROWS[@]}"; do
     IFS='|' read -r c s g q p cg ur sp cp op <<<"$r"
+    if [[ $g == n/a ]]; then printf '%-34s %-8s %8s %10s %9s %10s %8s %5s %5s %6s\n' "$c" "$s" n/a n/a n/a n/a n/a - - -; continue; fi
     printf '%-34s %-8s %8.3f %10.0f %9.3f %10.1f %8.2f %5.0f %5.0f %6.0f\n' "$c" "$s" "$g" "$q" "$p" "$cg" "$ur" "$sp" "$cp" "$op"
   done
   if [[ ${#RATIOS[@]} -gt 0 ]]; then
     echo
-    printf '%-34s %-14s %9s  %-19s %s\n' case ratio CPU-ratio target verdict
+    printf '%-34s %-26s %9s  %-19s %s\n' case ratio CPU-ratio target verdict
     for r in "${RATIOS[@]}"; do
       IFS='|' read -r c s q t v <<<"$r"
-      printf '%-34s %-14s %9s  %-19s %s\n' "$c" "$s" "$q" "$t" "$v"
+      printf '%-34s %-26s %9s  %-19s %s\n' "$c" "$s" "$q" "$t" "$v"
     done
   fi
   echo
@@ -666,6 +732,7 @@ print_markdown() {
   echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
   for r in "${ROWS[@]}"; do
     IFS='|' read -r c s g q p cg ur sp cp op <<<"$r"
+    if [[ $g == n/a ]]; then echo "| $c | $s | n/a | n/a | n/a | n/a | n/a | - | - | - |"; continue; fi
     printf '| %s | %s | %.3f | %.0f | %.3f | %.1f | %.2f | %.0f | %.0f | %.0f |\n' "$c" "$s" "$g" "$q" "$p" "$cg" "$ur" "$sp" "$cp" "$op"
   done
   if [[ ${#RATIOS[@]} -gt 0 ]]; then
