@@ -118,6 +118,19 @@ impl Reject {
     }
 }
 
+/// What every front end does with a request head: decide the response, then count it in the
+/// metrics and the access log (time to the response head included).
+pub fn handle(shared: &Shared, req: &Request<'_>) -> Plan {
+    let t0 = std::time::Instant::now();
+    let plan = plan(shared, req, SystemTime::now());
+    let dt = t0.elapsed();
+    shared.record(req.proto, &plan, dt);
+    if shared.config.log.access_log {
+        access_log(req, &plan, body_len(&plan.body), dt);
+    }
+    plan
+}
+
 /// Decide the response to one request. No I/O: the store lookup is an in-memory index.
 pub fn plan(shared: &Shared, req: &Request<'_>, now: SystemTime) -> Plan {
     let cfg = &shared.config;

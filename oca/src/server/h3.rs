@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use quinn::crypto::rustls::QuicServerConfig;
@@ -18,8 +17,11 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::LimitsConfig;
 use crate::error::OcaError;
-use crate::handler::{self, PlanBody, Request, Shared};
-use crate::metrics::{Listener, Proto, RefuseReason, TierLabel};
+use http_body_util::BodyExt;
+
+use crate::body::{Counted, OcaBody};
+use crate::handler::{self, Request, Shared};
+use crate::metrics::{Listener, Proto, RefuseReason};
 use crate::server::ConnGuard;
 use crate::server::tls::{canonical, refuse_on};
 
@@ -203,7 +205,6 @@ async fn respond(
     mut stream: H3Stream,
     client: std::net::IpAddr,
 ) -> Result<(), String> {
-    let t0 = Instant::now();
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let r = Request {
         method: req.method(),
@@ -212,12 +213,7 @@ async fn respond(
         client,
         proto: Proto::H3,
     };
-    let plan = handler::plan(shared, &r, SystemTime::now());
-    let dt = t0.elapsed();
-    shared.record(Proto::H3, &plan, dt);
-    if shared.config.log.access_log {
-        handler::access_log(&r, &plan, handler::body_len(&plan.body), dt);
-    }
+    let plan = handler::handle(shared, &r);
     let mut resp = http::Response::new(());
     *resp.status_mut() = plan.status;
     *resp.headers_mut() = plan.headers;
@@ -225,22 +221,29 @@ async fn respond(
         .send_response(resp)
         .await
         .map_err(|e| format!("sending the head: {e}"))?;
-    match plan.body {
-        PlanBody::Empty => {}
-        PlanBody::Bytes(b) => {
-            let n = b.len() as u64;
-            stream
-                .send_data(b)
-                .await
-                .map_err(|e| format!("sending the body: {e}"))?;
-            shared.count_bytes(Proto::H3, plan.tier, n);
-        }
-        PlanBody::File { path, offset, len } => {
-            if let Err(e) = send_file(shared, &mut stream, plan.tier, path, offset, len).await {
+    // The same body as h1/h2: RAM slices as they are, file ranges read through the I/O
+    // engine one pooled buffer at a time with the next read in flight, bytes counted.
+    let counted = Counted {
+        shared: shared.clone(),
+        proto: Proto::H3,
+        tier: plan.tier,
+    };
+    let mut body = OcaBody::from_plan(plan.body, counted);
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    stream
+                        .send_data(data)
+                        .await
+                        .map_err(|e| format!("sending the body: {e}"))?;
+                }
+            }
+            Err(e) => {
                 // The head promised more bytes: reset the stream so the client sees an error
                 // rather than a short body.
                 stream.stop_stream(::h3::error::Code::H3_INTERNAL_ERROR);
-                return Err(e);
+                return Err(format!("reading the object: {e}"));
             }
         }
     }
@@ -257,54 +260,4 @@ async fn respond(
         .finish()
         .await
         .map_err(|e| format!("finishing the stream: {e}"))
-}
-
-/// A byte range of an object file, read through the I/O engine one pooled buffer at a time,
-/// the next read running while the current chunk is sent.
-async fn send_file(
-    shared: &Arc<Shared>,
-    stream: &mut H3Stream,
-    tier: TierLabel,
-    path: std::path::PathBuf,
-    offset: u64,
-    len: u64,
-) -> Result<(), String> {
-    let read_failed = |e: std::io::Error| {
-        shared.metrics.read_errors.inc();
-        tracing::warn!(error = %e, "object read failed; resetting the HTTP/3 stream");
-        format!("reading the object: {e}")
-    };
-    let file = shared.open_file(path).await.map_err(read_failed)?;
-    let engine = &shared.engine;
-    let bs = engine.buffer_size() as u64;
-    let end = offset + len;
-    let mut pos = offset;
-    let read = |pos: u64| engine.read_at(file.clone(), pos, (end - pos).min(bs) as usize);
-    let mut chunk = read(pos).await.map_err(read_failed)?;
-    loop {
-        if chunk.is_empty() {
-            return Err(read_failed(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "object file shorter than its index entry",
-            )));
-        }
-        let room = (end - pos) as usize;
-        if chunk.len() > room {
-            chunk.truncate(room);
-        }
-        let n = chunk.len() as u64;
-        pos += n;
-        if pos >= end {
-            stream
-                .send_data(chunk)
-                .await
-                .map_err(|e| format!("sending the body: {e}"))?;
-            shared.count_bytes(Proto::H3, tier, n);
-            return Ok(());
-        }
-        let (sent, next) = tokio::join!(stream.send_data(chunk), read(pos));
-        sent.map_err(|e| format!("sending the body: {e}"))?;
-        shared.count_bytes(Proto::H3, tier, n);
-        chunk = next.map_err(read_failed)?;
-    }
 }

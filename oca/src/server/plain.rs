@@ -12,7 +12,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use bytes::{Buf, BufMut, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -219,7 +219,6 @@ async fn connection(
                 Ok(Err(e)) => return Err(e),
             }
         };
-        let t0 = Instant::now();
         let req = Request {
             method: &head.method,
             target: &head.target,
@@ -227,12 +226,7 @@ async fn connection(
             client,
             proto: Proto::H1Plain,
         };
-        let plan = handler::plan(shared, &req, SystemTime::now());
-        let dt = t0.elapsed();
-        shared.record(Proto::H1Plain, &plan, dt);
-        if shared.config.log.access_log {
-            handler::access_log(&req, &plan, handler::body_len(&plan.body), dt);
-        }
+        let plan = handler::handle(shared, &req);
         // This port does not read request bodies: answer, then close.
         let keep = if head.keep_alive && !head.has_body && !cancel.is_cancelled() {
             if head.http10 {

@@ -4,7 +4,6 @@ use std::convert::Infallible;
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use http::HeaderValue;
@@ -231,7 +230,6 @@ pub fn respond(
     client: IpAddr,
     proto: Proto,
 ) -> hyper::Response<OcaBody> {
-    let t0 = Instant::now();
     let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let r = Request {
         method: req.method(),
@@ -240,12 +238,7 @@ pub fn respond(
         client,
         proto,
     };
-    let plan = handler::plan(shared, &r, SystemTime::now());
-    let dt = t0.elapsed();
-    shared.record(proto, &plan, dt);
-    if shared.config.log.access_log {
-        handler::access_log(&r, &plan, handler::body_len(&plan.body), dt);
-    }
+    let plan = handler::handle(shared, &r);
     let counted = Counted {
         shared: shared.clone(),
         proto,
