@@ -156,7 +156,15 @@ impl DirStore {
                 }
                 None => ObjectData::File(path.clone()),
             };
-            index.insert(key.as_str().to_owned(), ObjectHandle { meta, data, path });
+            index.insert(
+                key.as_str().to_owned(),
+                ObjectHandle {
+                    meta,
+                    data,
+                    path,
+                    drive: None,
+                },
+            );
         }
         tracing::info!(
             root = %root.display(),

@@ -28,6 +28,30 @@ pub enum StorageError {
     /// Engine or store options out of range (e.g. a zero buffer size).
     #[error("invalid storage options: {0}")]
     InvalidOptions(String),
+    /// A request the store cannot take as given (bad digest, body length, tier…): HTTP 400.
+    #[error("{0}")]
+    BadInput(String),
+    /// The key holds other content, or another ingest of it is running, or a rendition is
+    /// not complete here: HTTP 409.
+    #[error("{0}")]
+    Conflict(String),
+    /// The bytes did not hash to the SHA-256 announced; nothing was kept: HTTP 422.
+    #[error("checksum mismatch for {key}: expected {expected}, got {actual}; nothing was kept")]
+    ChecksumMismatch {
+        /// The object key.
+        key: String,
+        /// The announced digest (hex).
+        expected: String,
+        /// The digest of the bytes received (hex).
+        actual: String,
+    },
+    /// No drive of the tier has room (or the drive filled up); nothing half-written remains:
+    /// HTTP 507.
+    #[error("no space: {0}")]
+    NoSpace(String),
+    /// The drive went out of service (I/O errors): HTTP 503.
+    #[error("drive failed: {0}")]
+    DriveFailed(String),
 }
 
 impl StorageError {

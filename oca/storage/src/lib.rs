@@ -12,9 +12,13 @@
 //!   foundation's [`DirStore`], one directory of object files indexed at start, with ETags
 //!   cached in `root/.oca/etags.json` and a byte-bounded RAM tier.
 //!
-//! What it does not do (yet): ingest/writes, fsync, the per-drive journal and snapshot,
-//! several drives and tiers with failure handling, promotion between tiers, TinyLFU admission,
-//! `O_DIRECT`, splice/sendfile, HTTP. Nothing here parses requests or knows about tokens.
+//! - **Tiered store** ([`tiered`]): flash and disk drives with per-drive journals and
+//!   snapshots ([`journal`]), crash-safe ingest streamed through the engine, rendition
+//!   manifests and the inventory with generations, drive failure handling, a RAM tier with
+//!   TinyLFU admission ([`policy`]) and promotion from disk to flash.
+//!
+//! What it does not do (yet): `O_DIRECT`, splice/sendfile, HTTP. Nothing here parses requests
+//! or knows about tokens.
 //!
 //! `unsafe` is confined to the io_uring engine (`engine::uring`): building SQEs that point
 //! into buffers the ring thread owns, and adopting descriptors returned by `OPENAT`.
@@ -28,8 +32,11 @@ use oca_common::wire::Tier;
 pub mod dir;
 pub mod engine;
 pub mod error;
+pub mod journal;
+pub mod policy;
 pub mod pool;
 pub mod ram;
+pub mod tiered;
 
 pub use dir::{DirStore, DirStoreOptions};
 pub use engine::{
@@ -38,6 +45,10 @@ pub use engine::{
 pub use error::StorageError;
 pub use pool::{BufferPool, PoolStats};
 pub use ram::LockedRegion;
+pub use tiered::{
+    DriveConfig, DriveStatus, FailedDrive, Ingest, IngestOutcome, IngestStart, TieredOptions,
+    TieredStore,
+};
 
 /// What the server needs to answer for an object without touching its bytes.
 #[derive(Clone, Debug)]
@@ -71,6 +82,9 @@ pub struct ObjectHandle {
     /// The object's file. RAM-tier objects have one too (the RAM copy caches it), so a
     /// front end that sends files with `sendfile` can use it for every object.
     pub path: PathBuf,
+    /// The drive of a [`TieredStore`] the file is on (to report read errors against it);
+    /// `None` for other stores.
+    pub drive: Option<u16>,
 }
 
 /// Counters of a store, for status and metrics.

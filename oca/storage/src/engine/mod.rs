@@ -131,6 +131,18 @@ pub trait IoEngine: Send + Sync + fmt::Debug + 'static {
     /// file until the read is done, then recycles the buffer.
     fn read_at(&self, file: Arc<std::fs::File>, offset: u64, len: usize) -> IoFuture<bytes::Bytes>;
 
+    /// Creates `path` for writing (`O_WRONLY | O_CREAT | O_EXCL`, mode 0644) off the async
+    /// runtime. An existing file is `ErrorKind::AlreadyExists`. Used by ingest for temp files.
+    fn create(&self, path: PathBuf) -> IoFuture<Arc<std::fs::File>>;
+
+    /// Writes all of `data` at `offset` (short writes are continued; `ENOSPC` and `EIO` come
+    /// back as errors). Dropping the future is safe: the engine keeps `data` and the file
+    /// until the kernel is done with them.
+    fn write_at(&self, file: Arc<std::fs::File>, offset: u64, data: bytes::Bytes) -> IoFuture<()>;
+
+    /// `fsync(2)` of `file` (data and metadata).
+    fn fsync(&self, file: Arc<std::fs::File>) -> IoFuture<()>;
+
     /// Size of the pooled buffers, the largest `len` of one read.
     fn buffer_size(&self) -> usize;
 

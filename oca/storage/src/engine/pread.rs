@@ -85,6 +85,16 @@ pub(crate) fn pread_full(
     Ok(buf.freeze(done))
 }
 
+/// `O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC`, mode 0644.
+pub(crate) fn create_file(path: &std::path::Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+}
+
 impl IoEngine for PreadEngine {
     fn kind(&self) -> EngineKind {
         EngineKind::Pread
@@ -112,6 +122,18 @@ impl IoEngine for PreadEngine {
         }
         let pool = self.pool.clone();
         Box::pin(blocking(move || pread_full(&file, pool.get(), offset, len)))
+    }
+
+    fn create(&self, path: PathBuf) -> IoFuture<Arc<File>> {
+        Box::pin(blocking(move || create_file(&path).map(Arc::new)))
+    }
+
+    fn write_at(&self, file: Arc<File>, offset: u64, data: Bytes) -> IoFuture<()> {
+        Box::pin(blocking(move || file.write_all_at(&data, offset)))
+    }
+
+    fn fsync(&self, file: Arc<File>) -> IoFuture<()> {
+        Box::pin(blocking(move || file.sync_all()))
     }
 
     fn buffer_size(&self) -> usize {

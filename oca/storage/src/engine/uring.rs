@@ -117,6 +117,8 @@ fn check_ring(ring: &mut IoUring) -> Result<(), String> {
     for (code, name) in [
         (opcode::Read::CODE, "READ"),
         (opcode::OpenAt::CODE, "OPENAT"),
+        (opcode::Write::CODE, "WRITE"),
+        (opcode::Fsync::CODE, "FSYNC"),
     ] {
         if !probe.is_supported(code) {
             return Err(format!("the kernel does not support IORING_OP_{name}"));
@@ -140,7 +142,18 @@ enum Request {
     },
     Open {
         path: CString,
+        flags: i32,
         tx: oneshot::Sender<io::Result<Arc<File>>>,
+    },
+    Write {
+        file: Arc<File>,
+        offset: u64,
+        data: Bytes,
+        tx: oneshot::Sender<io::Result<()>>,
+    },
+    Fsync {
+        file: Arc<File>,
+        tx: oneshot::Sender<io::Result<()>>,
     },
 }
 
@@ -149,6 +162,9 @@ impl Request {
         match self {
             Request::Read { tx, .. } => tx.is_closed(),
             Request::Open { tx, .. } => tx.is_closed(),
+            // Writes and fsyncs run even when nobody waits: a caller that gave up still
+            // removes its temp file, and half-done writes are harmless there.
+            Request::Write { .. } | Request::Fsync { .. } => false,
         }
     }
 
@@ -157,6 +173,7 @@ impl Request {
         match self {
             Request::Read { tx, .. } => drop(tx.send(Err(err))),
             Request::Open { tx, .. } => drop(tx.send(Err(err))),
+            Request::Write { tx, .. } | Request::Fsync { tx, .. } => drop(tx.send(Err(err))),
         }
     }
 }
@@ -292,6 +309,23 @@ impl UringEngine {
         self.rings.iter().map(|r| r.tid).collect()
     }
 
+    fn open_with(&self, path: PathBuf, flags: i32) -> IoFuture<Arc<File>> {
+        let path = match CString::new(path.into_os_string().into_vec()) {
+            Ok(path) => path,
+            Err(_) => {
+                return ready(Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "path contains a NUL byte",
+                )));
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.ring().push(Request::Open { path, flags, tx }) {
+            return ready(Err(e));
+        }
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(stopped())) })
+    }
+
     fn ring(&self) -> &Shared {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.rings.len().max(1);
         &self.rings[i].shared
@@ -375,17 +409,44 @@ impl IoEngine for UringEngine {
     }
 
     fn open(&self, path: PathBuf) -> IoFuture<Arc<File>> {
-        let path = match CString::new(path.into_os_string().into_vec()) {
-            Ok(path) => path,
-            Err(_) => {
-                return ready(Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    "path contains a NUL byte",
-                )));
-            }
-        };
+        self.open_with(path, libc::O_RDONLY | libc::O_CLOEXEC)
+    }
+
+    fn create(&self, path: PathBuf) -> IoFuture<Arc<File>> {
+        self.open_with(
+            path,
+            libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_CLOEXEC,
+        )
+    }
+
+    fn write_at(&self, file: Arc<File>, offset: u64, data: Bytes) -> IoFuture<()> {
+        if data.is_empty() {
+            return ready(Ok(()));
+        }
+        if offset
+            .checked_add(data.len() as u64)
+            .is_none_or(|end| end > i64::MAX as u64)
+        {
+            return ready(Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "offset does not fit an off_t",
+            )));
+        }
         let (tx, rx) = oneshot::channel();
-        if let Err(e) = self.ring().push(Request::Open { path, tx }) {
+        if let Err(e) = self.ring().push(Request::Write {
+            file,
+            offset,
+            data,
+            tx,
+        }) {
+            return ready(Err(e));
+        }
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(stopped())) })
+    }
+
+    fn fsync(&self, file: Arc<File>) -> IoFuture<()> {
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = self.ring().push(Request::Fsync { file, tx }) {
             return ready(Err(e));
         }
         Box::pin(async move { rx.await.unwrap_or_else(|_| Err(stopped())) })
@@ -454,8 +515,22 @@ enum Op {
     },
     Open {
         path: CString,
+        flags: i32,
         retries: u32,
         tx: oneshot::Sender<io::Result<Arc<File>>>,
+    },
+    Write {
+        file: Arc<File>,
+        data: Bytes,
+        offset: u64,
+        done: usize,
+        retries: u32,
+        tx: oneshot::Sender<io::Result<()>>,
+    },
+    Fsync {
+        file: Arc<File>,
+        retries: u32,
+        tx: oneshot::Sender<io::Result<()>>,
     },
 }
 
@@ -464,6 +539,7 @@ impl Op {
         match self {
             Op::Read { tx, .. } => tx.is_closed(),
             Op::Open { tx, .. } => tx.is_closed(),
+            Op::Write { .. } | Op::Fsync { .. } => false,
         }
     }
 
@@ -471,6 +547,7 @@ impl Op {
         match self {
             Op::Read { tx, .. } => drop(tx.send(Err(err))),
             Op::Open { tx, .. } => drop(tx.send(Err(err))),
+            Op::Write { tx, .. } | Op::Fsync { tx, .. } => drop(tx.send(Err(err))),
         }
     }
 
@@ -504,13 +581,41 @@ impl Op {
                         .user_data(user_data),
                 )
             }
-            Op::Open { path, .. } => Ok(opcode::OpenAt::new(
+            Op::Open { path, flags, .. } => Ok(opcode::OpenAt::new(
                 types::Fd(libc::AT_FDCWD),
                 path.as_ptr(),
             )
-            .flags(libc::O_RDONLY | libc::O_CLOEXEC)
+            .flags(*flags)
+            .mode(0o644)
             .build()
             .user_data(user_data)),
+            Op::Write {
+                file,
+                data,
+                offset,
+                done,
+                ..
+            } => {
+                let pos = offset
+                    .checked_add(*done as u64)
+                    .filter(|pos| *pos <= i64::MAX as u64)
+                    .ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::InvalidInput, "offset does not fit an off_t")
+                    })?;
+                let rest = data
+                    .get(*done..)
+                    .ok_or_else(|| io::Error::other("write progress exceeds the data"))?;
+                let count = u32::try_from(rest.len()).unwrap_or(u32::MAX);
+                Ok(
+                    opcode::Write::new(types::Fd(file.as_raw_fd()), rest.as_ptr(), count)
+                        .offset(pos)
+                        .build()
+                        .user_data(user_data),
+                )
+            }
+            Op::Fsync { file, .. } => Ok(opcode::Fsync::new(types::Fd(file.as_raw_fd()))
+                .build()
+                .user_data(user_data)),
         }
     }
 }
@@ -610,8 +715,27 @@ impl Worker {
                     retries: 0,
                     tx,
                 },
-                Request::Open { path, tx } => Op::Open {
+                Request::Open { path, flags, tx } => Op::Open {
                     path,
+                    flags,
+                    retries: 0,
+                    tx,
+                },
+                Request::Write {
+                    file,
+                    offset,
+                    data,
+                    tx,
+                } => Op::Write {
+                    file,
+                    data,
+                    offset,
+                    done: 0,
+                    retries: 0,
+                    tx,
+                },
+                Request::Fsync { file, tx } => Op::Fsync {
+                    file,
                     retries: 0,
                     tx,
                 },
@@ -644,7 +768,8 @@ impl Worker {
             let _ = self.ring.submit();
         }
         // SAFETY: the entry points into memory owned by `op` (the pool buffer's heap block
-        // and the `Arc<File>` keeping the fd open, or the `CString`). `op` is stored in
+        // or the written `Bytes`' heap data, the `Arc<File>` keeping the fd open, or the
+        // `CString`). `op` is stored in
         // `ops[slot]` right below and stays there, unmoved on the heap side, until the
         // completion with `user_data == slot` is reaped in `complete` (or is leaked by `die`).
         match unsafe { self.ring.submission().push(&entry) } {
@@ -736,8 +861,59 @@ impl Worker {
                     self.submit(op);
                 }
             }
+            Op::Write {
+                file,
+                data,
+                offset,
+                mut done,
+                mut retries,
+                tx,
+            } => {
+                if result < 0 && !(retryable && retries < MAX_RETRIES) {
+                    drop(tx.send(Err(io::Error::from_raw_os_error(-result))));
+                    return;
+                }
+                if result < 0 {
+                    retries += 1;
+                } else if result == 0 {
+                    drop(tx.send(Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "write returned 0 bytes",
+                    ))));
+                    return;
+                } else {
+                    done += result as usize;
+                    if done >= data.len() {
+                        drop(tx.send(Ok(())));
+                        return;
+                    }
+                }
+                self.submit(Op::Write {
+                    file,
+                    data,
+                    offset,
+                    done,
+                    retries,
+                    tx,
+                });
+            }
+            Op::Fsync {
+                file,
+                mut retries,
+                tx,
+            } => {
+                if result >= 0 {
+                    drop(tx.send(Ok(())));
+                } else if retryable && retries < MAX_RETRIES {
+                    retries += 1;
+                    self.submit(Op::Fsync { file, retries, tx });
+                } else {
+                    drop(tx.send(Err(io::Error::from_raw_os_error(-result))));
+                }
+            }
             Op::Open {
                 path,
+                flags,
                 mut retries,
                 tx,
             } => {
@@ -748,7 +924,12 @@ impl Worker {
                     drop(tx.send(Ok(Arc::new(file))));
                 } else if retryable && retries < MAX_RETRIES {
                     retries += 1;
-                    let op = Op::Open { path, retries, tx };
+                    let op = Op::Open {
+                        path,
+                        flags,
+                        retries,
+                        tx,
+                    };
                     if !op.receiver_gone() {
                         self.submit(op);
                     }
@@ -777,6 +958,15 @@ impl Worker {
                 Op::Open { path, tx, .. } => {
                     drop(tx.send(Err(stopped())));
                     std::mem::forget(path);
+                }
+                Op::Write { file, data, tx, .. } => {
+                    drop(tx.send(Err(stopped())));
+                    std::mem::forget(data);
+                    std::mem::forget(file);
+                }
+                Op::Fsync { file, tx, .. } => {
+                    drop(tx.send(Err(stopped())));
+                    std::mem::forget(file);
                 }
             }
         }
