@@ -1,6 +1,10 @@
 //! The admin listener (DESIGN §4 "Ports"): `/healthz` and `/readyz` for load balancers and
-//! systemd, `/metrics` for Prometheus and `/v1/status` for ops, the last two behind the admin
-//! bearer token. Plain HTTP/1.1: keep it on loopback or a management network.
+//! systemd; behind the admin bearer token `/metrics` for Prometheus, `/v1/status` for ops,
+//! and the store's API for the fill controller: `PUT|DELETE /v1/objects/{key}` (ingest,
+//! `x-oca-sha256` required, optional `x-oca-tier` and `x-oca-published`),
+//! `PUT|DELETE /v1/renditions/{title}/{rendition}` (manifest commit) and
+//! `GET /v1/inventory[?since=N]`. Errors are JSON `{"error": code, "message": text}`.
+//! Plain HTTP/1.1: keep it on loopback or a management network.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -15,7 +19,7 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use oca_common::wire::{OcaState, Status, TierStatus};
+use oca_common::wire::{OcaState, Status};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -49,15 +53,15 @@ pub async fn serve(
         let builder = builder.clone();
         tracker.spawn(async move {
             let svc = service_fn(move |req| {
-                let resp = route(&shared, &req);
-                std::future::ready(Ok::<_, Infallible>(resp))
+                let shared = shared.clone();
+                async move { Ok::<_, Infallible>(route(shared, req).await) }
             });
             let _ = builder.serve_connection(TokioIo::new(tcp), svc).await;
         });
     }
 }
 
-fn json(status: StatusCode, body: String) -> hyper::Response<Full<Bytes>> {
+pub(crate) fn json(status: StatusCode, body: String) -> hyper::Response<Full<Bytes>> {
     let mut r = hyper::Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(
@@ -67,7 +71,7 @@ fn json(status: StatusCode, body: String) -> hyper::Response<Full<Bytes>> {
     r
 }
 
-fn error(status: StatusCode, code: &str, message: &str) -> hyper::Response<Full<Bytes>> {
+pub(crate) fn error(status: StatusCode, code: &str, message: &str) -> hyper::Response<Full<Bytes>> {
     json(
         status,
         serde_json::json!({ "error": code, "message": message }).to_string() + "\n",
@@ -100,19 +104,56 @@ fn authorized(shared: &Shared, req: &hyper::Request<Incoming>) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(got.as_ref(), &want).is_ok()
 }
 
-fn route(shared: &Shared, req: &hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-    let path = req.uri().path();
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "use GET",
-        );
-        r.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
+fn not_allowed(allow: &'static str) -> hyper::Response<Full<Bytes>> {
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        &format!("use {allow}"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
+}
+
+fn unauthorized() -> hyper::Response<Full<Bytes>> {
+    let mut r = error(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "a valid admin bearer token is required",
+    );
+    r.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    r
+}
+
+async fn route(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    let path = req.uri().path().to_owned();
+    if let Some(rest) = path.strip_prefix("/v1/objects/") {
+        if req.method() != Method::PUT && req.method() != Method::DELETE {
+            return not_allowed("PUT, DELETE");
+        }
+        if !authorized(&shared, &req) {
+            return unauthorized();
+        }
+        let rest = rest.to_owned();
+        return crate::ingest::object(&shared, &rest, req).await;
     }
-    match path {
+    if let Some(rest) = path.strip_prefix("/v1/renditions/") {
+        if req.method() != Method::PUT && req.method() != Method::DELETE {
+            return not_allowed("PUT, DELETE");
+        }
+        if !authorized(&shared, &req) {
+            return unauthorized();
+        }
+        let rest = rest.to_owned();
+        return crate::ingest::rendition(&shared, &rest, req).await;
+    }
+    let shared = &*shared;
+    let req = &req;
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return not_allowed("GET, HEAD");
+    }
+    match path.as_str() {
         "/healthz" => return text(StatusCode::OK, "ok\n"),
         "/readyz" => {
             return if shared.ready.load(Ordering::Relaxed) {
@@ -121,20 +162,36 @@ fn route(shared: &Shared, req: &hyper::Request<Incoming>) -> hyper::Response<Ful
                 text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
             };
         }
-        "/metrics" | "/v1/status" => {}
+        "/metrics" | "/v1/status" | "/v1/inventory" => {}
         _ => return error(StatusCode::NOT_FOUND, "not_found", "no such admin path"),
     }
     if !authorized(shared, req) {
-        let mut r = error(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "a valid admin bearer token is required",
+        return unauthorized();
+    }
+    if path == "/v1/inventory" {
+        let since = match req.uri().query().and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix("since="))
+                .map(str::parse::<u64>)
+        }) {
+            None => None,
+            Some(Ok(g)) => Some(g),
+            Some(Err(_)) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "since must be a generation number",
+                );
+            }
+        };
+        let inv = shared.tiered.inventory(since);
+        return json(
+            StatusCode::OK,
+            serde_json::to_string_pretty(&inv).unwrap_or_default() + "\n",
         );
-        r.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        return r;
     }
     if path == "/metrics" {
+        crate::metrics::refresh_storage(&shared.metrics, &shared.tiered);
         let mut r = hyper::Response::new(Full::new(Bytes::from(shared.metrics.encode())));
         r.headers_mut().insert(
             header::CONTENT_TYPE,
@@ -166,22 +223,7 @@ pub fn status_json(shared: &Shared) -> String {
         objects: stats.objects,
         bytes: stats.bytes,
         connections: shared.open_connections.load(Ordering::Relaxed),
-        tiers: vec![
-            TierStatus {
-                tier: oca_common::wire::Tier::Ram,
-                capacity_bytes: shared.config.storage.ram_bytes,
-                used_bytes: stats.ram_bytes,
-                drives: 1,
-                failed_drives: 0,
-            },
-            TierStatus {
-                tier: oca_common::wire::Tier::Disk,
-                capacity_bytes: 0,
-                used_bytes: stats.bytes,
-                drives: 1,
-                failed_drives: 0,
-            },
-        ],
+        tiers: shared.tiered.tier_status(),
     };
     serde_json::to_string_pretty(&status).unwrap_or_default() + "\n"
 }

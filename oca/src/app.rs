@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use oca_common::token::KeySet;
-use oca_storage::{DirStore, DirStoreOptions, EngineOptions, ObjectStore};
+use oca_storage::{DriveConfig, EngineOptions, ObjectStore, TieredOptions, TieredStore};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -23,9 +23,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::Config;
 use crate::error::OcaError;
 use crate::handler::Shared;
-use crate::metrics::{
-    EngineLabels, Metrics, Outcome, ReloadLabels, ReloadWhat, TierLabel, TierLabels,
-};
+use crate::metrics::{EngineLabels, Metrics, Outcome, ReloadLabels, ReloadWhat};
 
 /// Read a signing key file.
 pub fn load_keys(path: &Path) -> Result<KeySet, OcaError> {
@@ -55,13 +53,42 @@ pub fn check(cfg: &Config) -> Result<(), OcaError> {
             message: "no signing keys, but require-token = true".into(),
         });
     }
-    if !cfg.storage.root.is_dir() {
+    if !cfg.storage.root.as_os_str().is_empty() && !cfg.storage.root.is_dir() {
         return Err(OcaError::Config {
             file: cfg.storage.root.clone(),
             message: "storage.root is not a directory".into(),
         });
     }
+    if !cfg.heartbeat.endpoints.is_empty() {
+        crate::heartbeat::load_token(&cfg.heartbeat.token_file).map_err(|message| {
+            OcaError::Config {
+                file: cfg.heartbeat.token_file.clone(),
+                message,
+            }
+        })?;
+    }
     Ok(())
+}
+
+/// The tiered store's options from the config.
+pub fn store_options(cfg: &Config) -> TieredOptions {
+    let mut o = TieredOptions::new(cfg.storage.state_dir.clone());
+    o.drives = cfg
+        .storage
+        .drives
+        .iter()
+        .map(|d| DriveConfig {
+            tier: d.tier,
+            path: d.path.clone(),
+            capacity: d.capacity,
+        })
+        .collect();
+    o.static_root = (!cfg.storage.root.as_os_str().is_empty()).then(|| cfg.storage.root.clone());
+    o.ram_bytes = cfg.storage.ram_bytes;
+    o.ram_max_object = cfg.storage.ram_max_object;
+    o.compact_after = cfg.storage.compact_after;
+    o.promote_min_frequency = cfg.storage.promote_min_frequency;
+    o
 }
 
 /// A running appliance: its addresses and the handles to stop it. Tests and the demo run
@@ -79,6 +106,8 @@ pub struct Running {
     quic: Option<quinn::Endpoint>,
     cancel: CancellationToken,
     tracker: TaskTracker,
+    /// The heartbeat loop, when steering endpoints are configured.
+    heartbeat: Option<crate::heartbeat::Handle>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, OcaError> {
@@ -127,13 +156,10 @@ impl Running {
         };
         let engine = oca_storage::select_engine(cfg.storage.io_engine, &opts)?;
         tracing::info!(engine = engine.kind().as_str(), "disk I/O engine");
-        let store_opts = DirStoreOptions {
-            root: cfg.storage.root.clone(),
-            ram_bytes: cfg.storage.ram_bytes,
-            ram_max_object: cfg.storage.ram_max_object,
-        };
-        // Indexing reads and hashes files: keep it off the runtime workers.
-        let store = tokio::task::spawn_blocking(move || DirStore::open(store_opts))
+        let store_opts = store_options(&cfg);
+        let engine2 = engine.clone();
+        // Loading indexes (and hashing hand-placed files) is blocking: off the workers.
+        let store = tokio::task::spawn_blocking(move || TieredStore::open(store_opts, engine2))
             .await
             .map_err(|e| OcaError::Io {
                 what: "building the index".into(),
@@ -154,24 +180,8 @@ impl Running {
                 engine: engine.kind().as_str(),
             })
             .set(1);
-        let tier = |tier| TierLabels { tier };
-        metrics
-            .storage_objects
-            .get_or_create(&tier(TierLabel::Ram))
-            .set(stats.ram_objects as i64);
-        metrics
-            .storage_bytes
-            .get_or_create(&tier(TierLabel::Ram))
-            .set(stats.ram_bytes as i64);
-        metrics
-            .storage_objects
-            .get_or_create(&tier(TierLabel::Disk))
-            .set(stats.objects as i64);
-        metrics
-            .storage_bytes
-            .get_or_create(&tier(TierLabel::Disk))
-            .set(stats.bytes as i64);
         metrics.ram_locked.set(i64::from(stats.ram_locked));
+        crate::metrics::refresh_storage(&metrics, &store);
         metrics.start_time.set(
             started_at
                 .duration_since(UNIX_EPOCH)
@@ -180,7 +190,8 @@ impl Running {
         let shared = Arc::new(Shared {
             config: cfg.clone(),
             keys: ArcSwap::from_pointee(keys),
-            store: Arc::new(store) as Arc<dyn ObjectStore>,
+            store: store.clone() as Arc<dyn ObjectStore>,
+            tiered: store.clone(),
             engine,
             files: crate::files::OpenFiles::new(cfg.storage.open_files),
             metrics,
@@ -255,8 +266,31 @@ impl Running {
             TaskTracker::new(),
             CancellationToken::new(),
         ));
+        if cfg.storage.promote_rate > 0
+            && cfg
+                .storage
+                .drives
+                .iter()
+                .any(|d| d.tier == oca_common::wire::Tier::Flash)
+        {
+            let stop = cancel.clone();
+            tokio::spawn(shared.tiered.clone().run_promoter(
+                cfg.storage.promote_rate,
+                async move { stop.cancelled().await },
+            ));
+        }
         shared.ready.store(true, Ordering::Relaxed);
         shared.metrics.ready.set(1);
+        let heartbeat = if cfg.heartbeat.endpoints.is_empty() {
+            None
+        } else {
+            crate::heartbeat::start(shared.clone(), shared.tiered.clone(), cancel.clone()).map_err(
+                |message| OcaError::Config {
+                    file: cfg.heartbeat.token_file.clone(),
+                    message,
+                },
+            )?
+        };
         tracing::info!(?https, ?http, ?h3, %admin, id = %cfg.server.id, "ready");
         Ok(Running {
             https,
@@ -268,6 +302,7 @@ impl Running {
             quic,
             cancel,
             tracker,
+            heartbeat,
         })
     }
 
@@ -336,6 +371,10 @@ impl Running {
     pub async fn drain(self) -> bool {
         self.shared.ready.store(false, Ordering::Relaxed);
         self.shared.metrics.ready.set(0);
+        if let Some(hb) = &self.heartbeat {
+            // Tell steering first, so no new players arrive while the listeners close.
+            hb.drain(Duration::from_secs(2)).await;
+        }
         let deadline = self.shared.config.server.drain_deadline;
         tracing::info!(
             connections = self.shared.open_connections.load(Ordering::Relaxed),

@@ -47,10 +47,12 @@ impl OcaBody {
                     },
                     None => {
                         let shared = counted.shared.clone();
+                        let path = path.clone();
                         FileState::Opening(Box::pin(async move { shared.open_file(path).await }))
                     }
                 };
                 OcaBody::File(Box::new(FileBody {
+                    path,
                     engine: counted.shared.engine.clone(),
                     state,
                     pos: offset,
@@ -112,6 +114,8 @@ enum FileState {
 
 /// A byte range of a file, streamed in pooled-buffer chunks with one read ahead.
 pub struct FileBody {
+    /// The object file (read errors are reported against its drive).
+    path: std::path::PathBuf,
     engine: Arc<dyn IoEngine>,
     state: FileState,
     /// Next byte to hand out.
@@ -221,6 +225,7 @@ impl FileBody {
     fn fail(&mut self, e: io::Error) -> io::Error {
         self.state = FileState::Failed;
         self.counted.shared.metrics.read_errors.inc();
+        self.counted.shared.read_failed(&self.path, &e);
         tracing::warn!(error = %e, "object read failed; closing the response");
         e
     }

@@ -22,6 +22,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub limits: LimitsConfig,
     pub log: LogConfig,
+    pub heartbeat: HeartbeatConfig,
 }
 
 /// Identity and listeners.
@@ -74,11 +75,39 @@ pub struct AdminConfig {
     pub token_sha256: String,
 }
 
-/// Storage (one directory of object files for now; tiers come with the storage engine).
+/// One drive of the tiered store.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DriveEntry {
+    /// `flash` or `disk`.
+    pub tier: oca_common::wire::Tier,
+    /// The drive's mounted directory.
+    pub path: PathBuf,
+    /// Bytes the store may use on it.
+    #[serde(with = "oca_common::units::bytes")]
+    pub capacity: u64,
+}
+
+/// Storage: hand-placed objects under `root`, and the tiered store's drives.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct StorageConfig {
+    /// Hand-placed objects, indexed at start (read-only); `""` for none.
     pub root: PathBuf,
+    /// The store's own state: failed drives, rendition manifests, inventory generation.
+    pub state_dir: PathBuf,
+    /// Drives of the `flash` and `disk` tiers (ingest writes here).
+    pub drives: Vec<DriveEntry>,
+    /// Journal records per drive before its index is compacted into a snapshot.
+    pub compact_after: u64,
+    /// Byte rate of promotions from disk to flash (0 = no promotion).
+    #[serde(with = "oca_common::units::bytes")]
+    pub promote_rate: u64,
+    /// Frequency estimate (1–15) at which a disk object is promoted.
+    pub promote_min_frequency: u8,
+    /// Largest object accepted by `PUT /v1/objects/{key}` (413 above).
+    #[serde(with = "oca_common::units::bytes")]
+    pub max_ingest_bytes: u64,
     /// `auto` tries io_uring and falls back to pread; `io-uring` insists; `pread` forces it.
     pub io_engine: EnginePref,
     /// Bytes of the hottest small objects kept in locked memory.
@@ -116,6 +145,45 @@ pub struct LimitsConfig {
     pub h2_stream_window: u64,
     #[serde(with = "oca_common::units::bytes")]
     pub h2_connection_window: u64,
+}
+
+/// Heartbeats to steering (DESIGN §4 "Heartbeat"); off while `endpoints` is empty.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Steering base URLs (`http://host:port`); every one gets every heartbeat.
+    pub endpoints: Vec<String>,
+    /// File holding this appliance's bearer token (first line).
+    pub token_file: PathBuf,
+    /// Time between heartbeats (steering may ask for another).
+    #[serde(deserialize_with = "duration")]
+    pub interval: Duration,
+    /// Site id from the sites file.
+    pub site: String,
+    /// Cluster id from the sites file.
+    pub cluster: String,
+    /// Base URLs players use to reach this appliance, e.g. `https://oca-1.example.net`.
+    pub public_urls: Vec<String>,
+    /// Egress capacity, bit/s (an integer, or e.g. "10Gbps"); 0 = unknown.
+    #[serde(with = "oca_common::sites::bps")]
+    pub capacity_bps: u64,
+    /// Client prefixes this appliance serves, CIDR (until BIRD reports the learned ones).
+    pub bgp_prefixes: Vec<String>,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            endpoints: Vec::new(),
+            token_file: "/etc/oca/heartbeat-token".into(),
+            interval: Duration::from_secs(5),
+            site: String::new(),
+            cluster: String::new(),
+            public_urls: Vec::new(),
+            capacity_bps: 10_000_000_000,
+            bgp_prefixes: Vec::new(),
+        }
+    }
 }
 
 /// Logging.
@@ -182,6 +250,12 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             root: "/srv/oca/objects".into(),
+            state_dir: "/var/lib/oca".into(),
+            drives: Vec::new(),
+            compact_after: 100_000,
+            promote_rate: 50 << 20,
+            promote_min_frequency: 3,
+            max_ingest_bytes: 4 << 30,
             io_engine: EnginePref::Auto,
             ram_bytes: 1 << 30,
             ram_max_object: 4 << 20,
@@ -254,11 +328,18 @@ impl Config {
 
     /// Relative paths in a config file are relative to the file's folder.
     fn resolve_relative(&mut self, base: &Path) {
+        for d in &mut self.storage.drives {
+            if d.path.is_relative() {
+                d.path = base.join(&d.path);
+            }
+        }
         for p in [
             &mut self.tls.cert,
             &mut self.tls.key,
             &mut self.tokens.keys_file,
             &mut self.storage.root,
+            &mut self.storage.state_dir,
+            &mut self.heartbeat.token_file,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -347,9 +428,33 @@ impl Config {
                 "storage.read-size: must be a multiple of 4KiB between 4KiB and 16MiB".into(),
             );
         }
+        let mut seen = std::collections::HashSet::new();
+        for (i, d) in self.storage.drives.iter().enumerate() {
+            if d.tier == oca_common::wire::Tier::Ram {
+                errs.push(format!(
+                    "storage.drives[{i}].tier: must be \"flash\" or \"disk\" (the RAM tier is storage.ram-bytes)"
+                ));
+            }
+            if d.capacity == 0 {
+                errs.push(format!("storage.drives[{i}].capacity: must be more than 0"));
+            }
+            if !seen.insert(d.path.clone()) {
+                errs.push(format!(
+                    "storage.drives[{i}].path: {} is listed twice",
+                    d.path.display()
+                ));
+            }
+        }
+        if !(1..=15).contains(&self.storage.promote_min_frequency) {
+            errs.push("storage.promote-min-frequency: must be between 1 and 15".into());
+        }
+        if self.storage.compact_after == 0 {
+            errs.push("storage.compact-after: must be at least 1".into());
+        }
         if self.tokens.clock_skew > Duration::from_secs(600) {
             errs.push("tokens.clock-skew: at most 10m".into());
         }
+        errs.extend(self.validate_heartbeat());
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             errs.push(format!(
                 "log.level: {:?} is not a valid filter",
@@ -361,6 +466,50 @@ impl Config {
         } else {
             Err(errs.join("\n"))
         }
+    }
+}
+
+impl Config {
+    fn validate_heartbeat(&self) -> Vec<String> {
+        let hb = &self.heartbeat;
+        let mut errs = Vec::new();
+        if hb.interval < Duration::from_millis(50) || hb.interval > Duration::from_secs(300) {
+            errs.push("heartbeat.interval: must be between 50ms and 5m".to_string());
+        }
+        for e in &hb.endpoints {
+            let ok = e
+                .strip_prefix("http://")
+                .is_some_and(|r| !r.is_empty() && !r.contains(['?', '#']))
+                && e.parse::<http::Uri>().is_ok();
+            if !ok {
+                errs.push(format!(
+                    "heartbeat.endpoints: {e:?} must be http://host:port (TLS to steering is not built)"
+                ));
+            }
+        }
+        for u in &hb.public_urls {
+            if !(u.starts_with("https://") || u.starts_with("http://")) || u.contains(['?', '#']) {
+                errs.push(format!(
+                    "heartbeat.public-urls: {u:?} must be an http(s) base URL"
+                ));
+            }
+        }
+        for p in &hb.bgp_prefixes {
+            if oca_common::token::ClientPrefix::parse_cidr(p).is_err() {
+                errs.push(format!(
+                    "heartbeat.bgp-prefixes: {p:?} is not a prefix in CIDR notation"
+                ));
+            }
+        }
+        if !hb.endpoints.is_empty() {
+            if hb.site.is_empty() || hb.cluster.is_empty() {
+                errs.push("heartbeat: site and cluster must be set when endpoints are".into());
+            }
+            if hb.public_urls.is_empty() {
+                errs.push("heartbeat.public-urls: at least one when endpoints are set".into());
+            }
+        }
+        errs
     }
 }
 
@@ -408,6 +557,20 @@ mod tests {
                 "admin.listen",
             ),
             ("[log]\nformat = \"xml\"\n", "format"),
+            ("[heartbeat]\ninterval = \"1ms\"\n", "heartbeat.interval"),
+            (
+                "[heartbeat]\nendpoints = [\"https://s:1\"]\n",
+                "heartbeat.endpoints",
+            ),
+            (
+                "[heartbeat]\nbgp-prefixes = [\"10.0.0.0/33\"]\n",
+                "heartbeat.bgp-prefixes",
+            ),
+            (
+                "[heartbeat]\nendpoints = [\"http://s:1\"]\n",
+                "heartbeat: site and cluster",
+            ),
+            ("[heartbeat]\ncapacity-bps = \"fast\"\n", "capacity-bps"),
             ("this is not toml", "expected"),
         ];
         for (text, needle) in cases {

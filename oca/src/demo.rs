@@ -131,6 +131,7 @@ token-sha256 = "{admin_hash}"
 
 [storage]
 root = "objects"
+state-dir = "state"
 ram-bytes = "8MiB"
 
 [log]

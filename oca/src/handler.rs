@@ -31,6 +31,8 @@ pub struct Shared {
     pub config: Arc<Config>,
     pub keys: ArcSwap<KeySet>,
     pub store: Arc<dyn ObjectStore>,
+    /// The same store with its ingest, inventory and drive API.
+    pub tiered: Arc<oca_storage::TieredStore>,
     pub engine: Arc<dyn IoEngine>,
     pub files: crate::files::OpenFiles,
     pub metrics: Arc<Metrics>,
@@ -510,9 +512,35 @@ impl Shared {
         if let Some(f) = self.files.get(&path) {
             return Ok(f);
         }
-        let f = self.engine.open(path.clone()).await?;
+        // Tests make reads under a path fail with EIO: `FAILPOINTS=oca::read=return(/d1/)`.
+        fail::fail_point!("oca::read", |arg: Option<String>| {
+            if arg.is_none_or(|a| path.to_string_lossy().contains(&a)) {
+                let e = std::io::Error::from_raw_os_error(libc::EIO);
+                self.read_failed(&path, &e);
+                Err(e)
+            } else {
+                self.engine_open_uncached(path.clone())
+            }
+        });
+        let f = match self.engine.open(path.clone()).await {
+            Ok(f) => f,
+            Err(e) => {
+                self.read_failed(&path, &e);
+                return Err(e);
+            }
+        };
         self.files.insert(path, f.clone());
         Ok(f)
+    }
+
+    #[cfg(feature = "failpoints")]
+    fn engine_open_uncached(&self, path: PathBuf) -> std::io::Result<Arc<std::fs::File>> {
+        std::fs::File::open(path).map(Arc::new)
+    }
+
+    /// A read of the object file at `path` failed: a drive error takes its drive out.
+    pub fn read_failed(&self, path: &std::path::Path, e: &std::io::Error) {
+        self.tiered.read_failed_at(path, e);
     }
 
     /// Count a finished response head in the metrics.

@@ -4,8 +4,8 @@
 //! optionally, plain HTTP/1.1 with `sendfile`, behind signed URLs checked by
 //! [`oca_common::token`]. Disk reads go through `oca_storage`'s I/O engine (io_uring on a ring
 //! thread, or pread), never on a runtime worker. An admin port serves metrics, health and
-//! status. It does not (yet) serve HTTP/3, ingest objects, manage tiers, heartbeat to
-//! steering or talk to BIRD: those are later issues (see the README's status table).
+//! status. It does not (yet) serve HTTP/3, ingest objects, manage tiers, or talk to
+//! BIRD ([`heartbeat`] reports to steering): those are later issues (see the README's status table).
 //!
 //! Layout: [`handler`] decides every response (pure but for an in-memory index lookup);
 //! [`server`] moves bytes for each protocol; [`app`] starts, reloads and drains;
@@ -20,7 +20,9 @@ pub mod demo;
 pub mod error;
 pub mod files;
 pub mod handler;
+pub mod heartbeat;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod server;
 pub mod sign;

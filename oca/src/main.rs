@@ -246,6 +246,9 @@ fn run(cli: Cli) -> Result<(), OcaError> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Fault injection for tests only (built with the `failpoints` feature): reads FAILPOINTS.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

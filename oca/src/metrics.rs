@@ -233,6 +233,38 @@ pub struct TierLabels {
     pub tier: TierLabel,
 }
 
+/// A drive of the tiered store (the label is its configured directory).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DriveLabels {
+    pub tier: TierLabel,
+    pub drive: String,
+}
+
+/// How an ingest ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum IngestOutcome {
+    Created,
+    Present,
+    Conflict,
+    Checksum,
+    NoSpace,
+    BadRequest,
+    Error,
+}
+
+label_values! {
+    IngestOutcome {
+        Created => "created", Present => "present", Conflict => "conflict",
+        Checksum => "checksum_mismatch", NoSpace => "no_space", BadRequest => "bad_request",
+        Error => "error",
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IngestLabels {
+    pub outcome: IngestOutcome,
+}
+
 /// All metrics of one appliance process.
 #[derive(Debug)]
 pub struct Metrics {
@@ -249,9 +281,24 @@ pub struct Metrics {
     pub io_engine: Family<EngineLabels, Gauge>,
     pub storage_objects: Family<TierLabels, Gauge>,
     pub storage_bytes: Family<TierLabels, Gauge>,
+    pub storage_capacity: Family<TierLabels, Gauge>,
+    pub storage_hits: Family<TierLabels, Counter>,
+    pub drive_up: Family<DriveLabels, Gauge>,
+    pub drive_objects: Family<DriveLabels, Gauge>,
+    pub drive_bytes: Family<DriveLabels, Gauge>,
+    pub drive_capacity: Family<DriveLabels, Gauge>,
+    pub drive_hits: Family<DriveLabels, Counter>,
+    pub drive_errors: Family<DriveLabels, Counter>,
+    pub promotions: Counter,
+    pub demotions: Counter,
+    pub ingests: Family<IngestLabels, Counter>,
+    pub ingest_bytes: Counter,
+    pub inventory_generation: Gauge,
     pub ram_locked: Gauge,
     pub ready: Gauge,
     pub start_time: Gauge,
+    /// Heartbeats to steering by outcome (see [`crate::heartbeat`]).
+    pub heartbeats: Family<crate::heartbeat::HbLabels, Counter>,
 }
 
 fn header_histogram() -> Histogram {
@@ -284,11 +331,30 @@ impl Metrics {
             io_engine: Family::default(),
             storage_objects: Family::default(),
             storage_bytes: Family::default(),
+            storage_capacity: Family::default(),
+            storage_hits: Family::default(),
+            drive_up: Family::default(),
+            drive_objects: Family::default(),
+            drive_bytes: Family::default(),
+            drive_capacity: Family::default(),
+            drive_hits: Family::default(),
+            drive_errors: Family::default(),
+            promotions: Counter::default(),
+            demotions: Counter::default(),
+            ingests: Family::default(),
+            ingest_bytes: Counter::default(),
+            inventory_generation: Gauge::default(),
             ram_locked: Gauge::default(),
             ready: Gauge::default(),
             start_time: Gauge::default(),
+            heartbeats: Family::default(),
             registry: Registry::default(),
         };
+        r.register(
+            "heartbeats",
+            "Heartbeats sent to steering endpoints, by outcome",
+            m.heartbeats.clone(),
+        );
         r.register(
             "http_requests",
             "HTTP requests answered, by protocol and status code",
@@ -350,6 +416,71 @@ impl Metrics {
             m.storage_bytes.clone(),
         );
         r.register(
+            "storage_capacity_bytes",
+            "Capacity of the drives in service (RAM: the RAM tier's budget), by tier",
+            m.storage_capacity.clone(),
+        );
+        r.register(
+            "storage_hits",
+            "Object lookups answered from each tier",
+            m.storage_hits.clone(),
+        );
+        r.register(
+            "drive_up",
+            "1 while a drive is in service, 0 once I/O errors took it out",
+            m.drive_up.clone(),
+        );
+        r.register(
+            "drive_objects",
+            "Objects on a drive",
+            m.drive_objects.clone(),
+        );
+        r.register(
+            "drive_bytes",
+            "Bytes of objects on a drive",
+            m.drive_bytes.clone(),
+        );
+        r.register(
+            "drive_capacity_bytes",
+            "Configured capacity of a drive",
+            m.drive_capacity.clone(),
+        );
+        r.register(
+            "drive_hits",
+            "Object lookups answered from a drive",
+            m.drive_hits.clone(),
+        );
+        r.register(
+            "drive_errors",
+            "I/O errors on a drive",
+            m.drive_errors.clone(),
+        );
+        r.register(
+            "storage_promotions",
+            "Objects copied from disk to flash because they turned hot",
+            m.promotions.clone(),
+        );
+        r.register(
+            "storage_demotions",
+            "Objects moved from flash to disk to make room",
+            m.demotions.clone(),
+        );
+        r.register(
+            "ingests",
+            "PUT /v1/objects requests, by outcome",
+            m.ingests.clone(),
+        );
+        r.register(
+            "ingest_bytes",
+            "Bytes stored by ingest",
+            m.ingest_bytes.clone(),
+        );
+        r.register(
+            "inventory_generation",
+            "Generation of the rendition inventory",
+            m.inventory_generation.clone(),
+        );
+        r.register(
             "ram_locked",
             "1 when the RAM tier is locked in memory (mlock), 0 when it is not",
             m.ram_locked.clone(),
@@ -374,4 +505,72 @@ impl Metrics {
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Raise a counter to `value` (the store keeps its own totals; counters only go up).
+fn raise(c: &Counter, value: u64) {
+    let now = c.get();
+    if value > now {
+        c.inc_by(value - now);
+    }
+}
+
+/// Copies the tiered store's state into the gauges and counters (before each scrape).
+pub fn refresh_storage(m: &Metrics, store: &oca_storage::TieredStore) {
+    use oca_common::wire::Tier;
+    let mut tier_hits = [0u64; 3];
+    for t in store.tier_status() {
+        let l = TierLabels {
+            tier: t.tier.into(),
+        };
+        m.storage_bytes.get_or_create(&l).set(t.used_bytes as i64);
+        m.storage_capacity
+            .get_or_create(&l)
+            .set(t.capacity_bytes as i64);
+    }
+    let (ram_objects, _, _, ram_hits) = store.ram_status();
+    m.storage_objects
+        .get_or_create(&TierLabels {
+            tier: TierLabel::Ram,
+        })
+        .set(ram_objects as i64);
+    tier_hits[0] = ram_hits;
+    let mut tier_objects = [0u64; 3];
+    for d in store.drives() {
+        let l = DriveLabels {
+            tier: d.tier.into(),
+            drive: d.path.display().to_string(),
+        };
+        m.drive_up.get_or_create(&l).set(i64::from(d.up));
+        m.drive_objects.get_or_create(&l).set(d.objects as i64);
+        m.drive_bytes.get_or_create(&l).set(d.used as i64);
+        m.drive_capacity.get_or_create(&l).set(d.capacity as i64);
+        raise(&m.drive_hits.get_or_create(&l), d.hits);
+        raise(&m.drive_errors.get_or_create(&l), d.errors);
+        let i = if d.tier == Tier::Flash { 1 } else { 2 };
+        tier_hits[i] += d.hits;
+        tier_objects[i] += d.objects;
+    }
+    let stats = oca_storage::ObjectStore::stats(store);
+    // Hand-placed objects count as disk.
+    let drive_total: u64 = tier_objects.iter().sum();
+    tier_objects[2] += stats.objects.saturating_sub(drive_total);
+    for (i, tier) in [TierLabel::Flash, TierLabel::Disk].into_iter().enumerate() {
+        let l = TierLabels { tier };
+        m.storage_objects
+            .get_or_create(&l)
+            .set(tier_objects[i + 1] as i64);
+        raise(&m.storage_hits.get_or_create(&l), tier_hits[i + 1]);
+    }
+    raise(
+        &m.storage_hits.get_or_create(&TierLabels {
+            tier: TierLabel::Ram,
+        }),
+        tier_hits[0],
+    );
+    let (promoted, demoted) = store.moves();
+    raise(&m.promotions, promoted);
+    raise(&m.demotions, demoted);
+    m.inventory_generation
+        .set(store.inventory(Some(u64::MAX)).generation as i64);
 }

@@ -68,6 +68,10 @@ pub struct Opts {
     pub page_cache_fast_path: bool,
     /// Whether HTTP/3 (`server.h3-listen`, UDP) is configured.
     pub h3: bool,
+    /// `[[storage.drives]]`: (tier, directory relative to the fixture, capacity).
+    pub drives: Vec<(&'static str, &'static str, &'static str)>,
+    /// Environment of the server process (e.g. `FAILPOINTS`).
+    pub env: Vec<(&'static str, String)>,
 }
 
 impl Default for Opts {
@@ -80,6 +84,8 @@ impl Default for Opts {
             limits: Vec::new(),
             page_cache_fast_path: true,
             h3: false,
+            drives: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -317,6 +323,14 @@ impl Fixture {
         } else {
             String::new()
         };
+        let mut drives = String::new();
+        for (tier, dir, cap) in &opts.drives {
+            std::fs::create_dir_all(self.path(dir)).expect("drive dir");
+            let _ = writeln!(
+                drives,
+                "[[storage.drives]]\ntier = \"{tier}\"\npath = \"{dir}\"\ncapacity = \"{cap}\""
+            );
+        }
         let h3 = if opts.h3 {
             format!("h3-listen = \"127.0.0.1:{}\"", ports.h3)
         } else {
@@ -350,7 +364,8 @@ io-engine = "{engine}"
 page-cache-fast-path = {fast}
 ram-bytes = "1MiB"
 ram-max-object = "16KiB"
-
+state-dir = "state"
+{drives}
 [limits]
 {limits}
 [log]

@@ -149,7 +149,7 @@ impl Server {
             let ports = Ports::free();
             let config = fx.write_config(&opts, ports);
             let log = fx.path(&format!("oca-{attempt}.log"));
-            let proc = spawn_serve(&config, &log);
+            let proc = spawn_serve(&config, &log, &opts.env);
             match wait_ready(proc, ports.admin) {
                 Ok(proc) => {
                     return Server {
@@ -168,6 +168,49 @@ impl Server {
             }
         }
         panic!("oca serve could not bind free ports in 5 tries; last log:\n{last_log}");
+    }
+
+    /// Stop this process (SIGKILL if still running) and start a new one on the same fixture
+    /// with `opts` (new ports).
+    pub fn restart_with(self, opts: Opts) -> Server {
+        let Server { proc, fx, .. } = self;
+        drop(proc);
+        Server::start(fx, opts)
+    }
+
+    /// `curl` an admin request with the admin token: `(status, body)`. `body` is a file to
+    /// upload (`--data-binary @file`).
+    pub fn admin_curl(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Path>,
+        headers: &[(&str, String)],
+    ) -> (u16, String) {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-sS",
+            "--path-as-is",
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+            "-X",
+            method,
+        ])
+        .arg("-H")
+        .arg(format!("Authorization: Bearer {}", self.fx.admin_token));
+        for (k, v) in headers {
+            cmd.arg("-H").arg(format!("{k}: {v}"));
+        }
+        if let Some(b) = body {
+            cmd.arg("--data-binary").arg(format!("@{}", b.display()));
+        }
+        cmd.arg(format!("http://127.0.0.1:{}{path}", self.ports.admin));
+        let out = cmd.output().expect("run curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+        (code.trim().parse().unwrap_or(0), body.to_owned())
     }
 
     /// Send a signal to the server.
@@ -191,7 +234,7 @@ impl Server {
     }
 }
 
-fn spawn_serve(config: &Path, log: &Path) -> ChildGuard {
+fn spawn_serve(config: &Path, log: &Path, env: &[(&'static str, String)]) -> ChildGuard {
     let err = std::fs::File::create(log).expect("create log file");
     let out = err.try_clone().expect("clone log file");
     let child = Command::new(oca_bin())
@@ -200,6 +243,8 @@ fn spawn_serve(config: &Path, log: &Path) -> ChildGuard {
         .arg(config)
         .env_remove("OCA_CONFIG")
         .env_remove("OCA_LOG")
+        .env_remove("FAILPOINTS")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)

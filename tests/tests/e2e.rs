@@ -18,6 +18,7 @@ mod e2e {
     mod lifecycle;
     mod prometheus;
     mod ranges;
+    mod storage;
     mod tokens;
     mod util;
 }

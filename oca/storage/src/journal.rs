@@ -391,6 +391,14 @@ fn fault_fsync() -> io::Result<()> {
     Ok(())
 }
 
+/// The same error for another waiter (keeping the errno, which decides a drive's fate).
+fn copy_error(e: &io::Error) -> io::Error {
+    match e.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(e.kind(), e.to_string()),
+    }
+}
+
 fn writer(inner: Arc<Inner>, mut file: File) {
     loop {
         let (buf, waiters, truncate, shutdown) = {
@@ -418,7 +426,7 @@ fn writer(inner: Arc<Inner>, mut file: File) {
             for w in waiters {
                 let r = match &result {
                     Ok(()) => Ok(()),
-                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                    Err(e) => Err(copy_error(e)),
                 };
                 drop(w.send(r));
             }
@@ -428,7 +436,7 @@ fn writer(inner: Arc<Inner>, mut file: File) {
             for w in truncate {
                 let r = match &result {
                     Ok(()) => Ok(()),
-                    Err(e) => Err(io::Error::new(e.kind(), e.to_string())),
+                    Err(e) => Err(copy_error(e)),
                 };
                 drop(w.send(r));
             }

@@ -491,6 +491,7 @@ impl TieredStore {
             store.persist_failed(&all);
         }
         store.load_renditions()?;
+        store.add_static_renditions();
         Ok(store)
     }
 
@@ -855,6 +856,18 @@ impl TieredStore {
         }
     }
 
+    /// A read of the file at `path` failed with `err`: a drive error takes the drive holding
+    /// the path out of service.
+    pub fn read_failed_at(&self, path: &Path, err: &io::Error) {
+        if let Some(i) = self
+            .drives
+            .iter()
+            .position(|d| path.starts_with(&d.objects_dir))
+        {
+            self.io_failure(i as u16, err, "read");
+        }
+    }
+
     /// Takes a drive out of service: drops its objects from the index, the RAM tier and the
     /// inventory, persists the fact. Idempotent.
     pub fn fail_drive(&self, drive: u16, reason: &str) {
@@ -1016,8 +1029,9 @@ impl TieredStore {
 
     // ------------------------------------------------------------------ delete
 
-    /// Deletes an object (journal record, index, file). Returns whether it existed.
-    pub async fn delete(&self, key: &ObjectKey) -> Result<bool, StorageError> {
+    /// Deletes an object (journal record, index, file). Returns the deleted file's path, or
+    /// `None` if the key was not stored (callers caching descriptors must drop theirs).
+    pub async fn delete(&self, key: &ObjectKey) -> Result<Option<PathBuf>, StorageError> {
         let h = key_hash(key.as_str());
         let Some(e) = self.index.read().ok().and_then(|i| i.get(&h).copied()) else {
             if self
@@ -1030,12 +1044,12 @@ impl TieredStore {
                     "{key} is a hand-placed file of the static root; remove it there"
                 )));
             }
-            return Ok(false);
+            return Ok(None);
         };
         let d = &self.drives[e.drive as usize];
         let _commit = d.commit.read().await;
         let Some(journal) = d.journal() else {
-            return Ok(false);
+            return Ok(None);
         };
         if let Err(err) = journal
             .append(&Record::Del {
@@ -1062,10 +1076,11 @@ impl TieredStore {
         d.journal_records.fetch_add(1, Ordering::Relaxed);
         self.ram_forget(h);
         let path = d.objects_dir.join(key.as_str());
-        let _ = tokio::task::spawn_blocking(move || fs::remove_file(path)).await;
+        let p2 = path.clone();
+        let _ = tokio::task::spawn_blocking(move || fs::remove_file(p2)).await;
         drop(_commit);
         self.recheck_renditions(RenditionId::of_key(key));
-        Ok(removed)
+        Ok(removed.then_some(path))
     }
 
     // ------------------------------------------------------------------ renditions
@@ -1117,6 +1132,50 @@ impl TieredStore {
         // Manifests whose files are gone (e.g. a drive failed while we were down).
         self.recheck_renditions(None);
         Ok(())
+    }
+
+    /// Hand-placed renditions under the static root count as held, whole, from the start
+    /// (their manifest is what is on disk, in file-name order).
+    fn add_static_renditions(&self) {
+        let Some(st) = &self.static_store else { return };
+        let mut by_rendition: BTreeMap<RenditionId, Vec<oca_common::wire::ManifestFile>> =
+            BTreeMap::new();
+        for k in st.keys() {
+            let Ok(key) = ObjectKey::parse(k) else {
+                continue;
+            };
+            let (Some(id), Some(obj)) = (RenditionId::of_key(&key), st.lookup(&key)) else {
+                continue;
+            };
+            by_rendition
+                .entry(id)
+                .or_default()
+                .push(oca_common::wire::ManifestFile {
+                    name: key.file_name().to_owned(),
+                    size: obj.meta.size,
+                    // Only the first 16 bytes are known (the ETag); the rest is never compared.
+                    sha256: format!("{}{}", obj.meta.etag, "0".repeat(32)),
+                });
+        }
+        let Ok(mut r) = self.renditions.lock() else {
+            return;
+        };
+        for (id, mut files) in by_rendition {
+            if r.held.contains_key(&id) {
+                continue;
+            }
+            files.sort_by(|a, b| a.name.cmp(&b.name));
+            let m = RenditionManifest {
+                title: id.title().to_owned(),
+                rendition: id.rendition().to_owned(),
+                total_files: files.len() as u32,
+                files,
+                published: None,
+            };
+            if let Some(entry) = self.evaluate(&m) {
+                r.held.insert(id, Held { manifest: m, entry });
+            }
+        }
     }
 
     /// The inventory entry for a manifest given what the index holds now: the leading files
@@ -1298,8 +1357,12 @@ impl TieredStore {
         Ok(entry)
     }
 
-    /// Deletes a rendition: its manifest, then its files. Returns whether it was held.
-    pub async fn delete_rendition(&self, id: &RenditionId) -> Result<bool, StorageError> {
+    /// Deletes a rendition: its manifest, then its files. Returns the deleted files' paths,
+    /// or `None` if it was not held.
+    pub async fn delete_rendition(
+        &self,
+        id: &RenditionId,
+    ) -> Result<Option<Vec<PathBuf>>, StorageError> {
         let held = {
             let mut r = self
                 .renditions
@@ -1313,14 +1376,20 @@ impl TieredStore {
             held
         };
         let Some(held) = held else {
-            return Ok(false);
+            return Ok(None);
         };
+        let mut paths = Vec::new();
         for f in &held.manifest.files {
             if let Ok(key) = id.key(&f.name) {
-                self.delete(&key).await?;
+                // Hand-placed files are not ours to delete.
+                match self.delete(&key).await {
+                    Ok(Some(p)) => paths.push(p),
+                    Ok(None) | Err(StorageError::Conflict(_)) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
-        Ok(true)
+        Ok(Some(paths))
     }
 
     /// The inventory: changes since `since` when the store still has them, else the full set.

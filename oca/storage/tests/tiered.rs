@@ -208,7 +208,7 @@ async fn no_space_is_refused_before_writing() {
         .unwrap_err();
     assert!(matches!(err, StorageError::NoSpace(_)), "{err}");
     // After a delete there is room again.
-    assert!(s.delete(&key("t/r/a")).await.unwrap());
+    assert!(s.delete(&key("t/r/a")).await.unwrap().is_some());
     ingest(&s, "t/r/b", &data(60_000, 2), None).await.unwrap();
 }
 
@@ -287,8 +287,8 @@ async fn deletes_and_compaction_survive_restart() {
             .await
             .unwrap();
     }
-    assert!(s.delete(&key("t/r/3")).await.unwrap());
-    assert!(!s.delete(&key("t/r/3")).await.unwrap());
+    assert!(s.delete(&key("t/r/3")).await.unwrap().is_some());
+    assert!(s.delete(&key("t/r/3")).await.unwrap().is_none());
     assert!(!rig.drive(0).join("objects/t/r/3").exists());
     // Compaction ran (every 5 records): a snapshot exists and the journal is short.
     assert!(rig.drive(0).join("index/snapshot").exists());
@@ -377,11 +377,11 @@ async fn renditions_commit_inventory_deltas_and_delete() {
     assert_eq!(inv.added.len(), 2);
     assert!(!s.inventory(Some(3)).full);
     // Delete the rendition: gone from the inventory, its files deleted.
-    assert!(s.delete_rendition(&id).await.unwrap());
+    assert!(s.delete_rendition(&id).await.unwrap().is_some());
     let inv = s.inventory(Some(3));
     assert_eq!(inv.removed, vec![id.clone()]);
     assert!(s.lookup(&key("t/720p/a.m4s")).is_none());
-    assert!(!s.delete_rendition(&id).await.unwrap());
+    assert!(s.delete_rendition(&id).await.unwrap().is_none());
     // A manifest naming another rendition than the path is bad input.
     let err = s
         .commit_rendition(&id, manifest("t", "1080p", &[("c.m4s", &c)], 10))
