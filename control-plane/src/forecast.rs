@@ -1,0 +1,575 @@
+//! Demand forecast (pure, no I/O): expected views per rendition and region for one day.
+//!
+//! Days are whole UTC days numbered from the Unix epoch (`unix_secs / 86400`). For each
+//! (rendition, region) series in the history:
+//! 1. **weekly seasonality**: a factor per weekday and region, the mean daily views of the
+//!    region on that weekday over the mean of all days, once the region has at least
+//!    `min_season_days` of history (else 1); factors are clamped to `[0.05, 20]`;
+//! 2. **level**: the deseasonalised views of the last `history_days` complete days, weighted
+//!    by `0.5^((k-1) / half_life_days)` for the day `k` days before the target (days before the
+//!    series' first view do not count, so a young series is not diluted);
+//! 3. forecast = level × the target weekday's factor.
+//!
+//! Then the **launch calendar**: a title launching on the target day gets, in every region it
+//! launches in, a prior equal to the `launch_prior_quantile` of the region's per-title
+//! forecasts (at least `launch_prior_min_views`), spread over its renditions by the region's
+//! mix of rendition names (uniform when unknown); a rendition keeps the larger of prior and
+//! history. Last, **recommendation exposure**: `exposure_conversion × impressions` extra views
+//! for the title in that region, spread over its renditions in proportion to their forecast.
+//!
+//! Inputs are plain lists, so a bench or the fill controller can drive it from any history
+//! (see [`DailyViews`]).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use oca_common::wire::RenditionId;
+use serde::{Deserialize, Serialize};
+
+/// Views of one rendition in one region on one day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DailyViews {
+    /// Day number (`unix_secs / 86400`).
+    pub day: i64,
+    /// The rendition.
+    pub rendition: RenditionId,
+    /// Region.
+    pub region: String,
+    /// Views that day.
+    pub views: f64,
+}
+
+impl DailyViews {
+    /// Builds a history from `(day, title, rendition, region, views)` rows, e.g. a VODSYN
+    /// view log aggregated per day. Fails on the first invalid title or rendition segment.
+    pub fn from_rows<'a>(
+        rows: impl IntoIterator<Item = (i64, &'a str, &'a str, &'a str, f64)>,
+    ) -> Result<Vec<DailyViews>, oca_common::key::KeyError> {
+        rows.into_iter()
+            .map(|(day, title, rendition, region, views)| {
+                Ok(DailyViews {
+                    day,
+                    rendition: RenditionId::new(title, rendition)?,
+                    region: region.to_owned(),
+                    views,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A title on the launch calendar.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Launch {
+    /// Title id.
+    pub title: String,
+    /// Launch day number.
+    pub day: i64,
+    /// Regions it launches in; empty = every region in the history.
+    pub regions: Vec<String>,
+    /// Its renditions.
+    pub renditions: Vec<RenditionId>,
+}
+
+/// Recommendation impressions of a title in a region (over the last day).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Exposure {
+    /// Title id.
+    pub title: String,
+    /// Region.
+    pub region: String,
+    /// Times it was shown in a recommendation row.
+    pub impressions: f64,
+}
+
+/// Tuning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForecastParams {
+    /// Half-life of the recent-days weighting, in days.
+    pub half_life_days: f64,
+    /// How many days back to look.
+    pub history_days: u32,
+    /// Days of regional history needed before weekday factors are used.
+    pub min_season_days: u32,
+    /// Quantile (0..=1) of a region's per-title forecasts a launch starts at.
+    pub launch_prior_quantile: f64,
+    /// Floor of the launch prior, views per title and region.
+    pub launch_prior_min_views: f64,
+    /// Extra views per recommendation impression.
+    pub exposure_conversion: f64,
+}
+
+impl Default for ForecastParams {
+    fn default() -> Self {
+        ForecastParams {
+            half_life_days: 3.0,
+            history_days: 28,
+            min_season_days: 14,
+            launch_prior_quantile: 0.9,
+            launch_prior_min_views: 10.0,
+            exposure_conversion: 0.02,
+        }
+    }
+}
+
+/// Expected views of a rendition in a region on the target day.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Forecast {
+    /// The rendition.
+    pub rendition: RenditionId,
+    /// Region.
+    pub region: String,
+    /// Expected views.
+    pub views: f64,
+}
+
+/// Weekday of a day number, 0 = Monday (1970-01-01 was a Thursday).
+pub fn weekday(day: i64) -> usize {
+    (day + 3).rem_euclid(7) as usize
+}
+
+/// Per-region weekday factors from regional daily totals in `[first, target)`.
+/// Daily views over the window `[from, from + len)`, and the first day with data.
+struct Days {
+    views: Vec<f64>,
+    first: usize,
+}
+
+impl Days {
+    fn new(len: usize) -> Days {
+        Days {
+            views: vec![0.0; len],
+            first: len,
+        }
+    }
+
+    fn add(&mut self, idx: usize, v: f64) {
+        self.views[idx] += v;
+        self.first = self.first.min(idx);
+    }
+}
+
+/// Per-region weekday factors from the region's daily totals (`from` = day of index 0).
+fn seasonality(totals: &Days, from: i64, min_days: u32) -> [f64; 7] {
+    let span = totals.views.len().saturating_sub(totals.first);
+    if span == 0 || span < min_days.max(7) as usize {
+        return [1.0; 7];
+    }
+    let mut sum = [0.0; 7];
+    let mut n = [0.0; 7];
+    for (i, v) in totals.views.iter().enumerate().skip(totals.first) {
+        let w = weekday(from + i as i64);
+        sum[w] += v;
+        n[w] += 1.0;
+    }
+    let overall = sum.iter().sum::<f64>() / n.iter().sum::<f64>();
+    if overall <= 0.0 {
+        return [1.0; 7];
+    }
+    let mut f = [1.0; 7];
+    for w in 0..7 {
+        if n[w] > 0.0 {
+            f[w] = (sum[w] / n[w] / overall).clamp(0.05, 20.0);
+        }
+    }
+    f
+}
+
+fn quantile(mut v: Vec<f64>, q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let idx = ((v.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    v.get(idx).copied()
+}
+
+/// Forecasts every (rendition, region) for `target_day` from the complete days
+/// `[history_end - history_days, history_end)` of `history` (`history_end <= target_day`;
+/// pass `target_day` when the day before is complete, today's day number when forecasting
+/// tomorrow during a partial today). Day `d` weighs `0.5^((target_day - d - 1) / half_life)`.
+/// Sorted by views, highest first.
+pub fn forecast(
+    target_day: i64,
+    history_end: i64,
+    history: &[DailyViews],
+    launches: &[Launch],
+    exposure: &[Exposure],
+    params: &ForecastParams,
+) -> Vec<Forecast> {
+    let history_end = history_end.min(target_day);
+    let len = params.history_days.max(1) as usize;
+    let from = history_end.saturating_sub(len as i64);
+    // Aggregate with borrowed keys: no allocation per row.
+    let mut series: HashMap<(&RenditionId, &str), Days> = HashMap::new();
+    let mut totals: HashMap<&str, Days> = HashMap::new();
+    let mut mix: HashMap<&str, HashMap<&str, f64>> = HashMap::new();
+    for h in history
+        .iter()
+        .filter(|h| h.day >= from && h.day < history_end && h.views.is_finite() && h.views >= 0.0)
+    {
+        let idx = (h.day - from) as usize;
+        series
+            .entry((&h.rendition, &h.region))
+            .or_insert_with(|| Days::new(len))
+            .add(idx, h.views);
+        totals
+            .entry(&h.region)
+            .or_insert_with(|| Days::new(len))
+            .add(idx, h.views);
+        *mix.entry(&h.region)
+            .or_default()
+            .entry(h.rendition.rendition())
+            .or_insert(0.0) += h.views;
+    }
+    let season: HashMap<&str, [f64; 7]> = totals
+        .iter()
+        .map(|(r, t)| (*r, seasonality(t, from, params.min_season_days)))
+        .collect();
+
+    let hl = if params.half_life_days > 0.0 {
+        params.half_life_days
+    } else {
+        f64::INFINITY
+    };
+    // weight[i] for the day of index i.
+    let weight: Vec<f64> = (0..len)
+        .map(|i| 0.5f64.powf((target_day as f64 - (from as f64 + i as f64) - 1.0) / hl))
+        .collect();
+    let mut out: BTreeMap<(RenditionId, String), f64> = BTreeMap::new();
+    for ((rid, region), days) in &series {
+        let s = season.get(region).copied().unwrap_or([1.0; 7]);
+        let (mut num, mut den) = (0.0, 0.0);
+        for (i, v) in days.views.iter().enumerate().skip(days.first) {
+            let w = weight[i];
+            num += w * v / s[weekday(from + i as i64)];
+            den += w;
+        }
+        let level = if den > 0.0 { num / den } else { 0.0 };
+        out.insert(
+            ((*rid).clone(), (*region).to_owned()),
+            level * s[weekday(target_day)],
+        );
+    }
+
+    // Launch prior.
+    let all_regions: BTreeSet<String> = totals.keys().map(|r| (*r).to_owned()).collect();
+    // region -> title -> forecast from history, computed once.
+    let mut per_region_title: HashMap<String, HashMap<String, f64>> = HashMap::new();
+    for ((rid, r), v) in &out {
+        *per_region_title
+            .entry(r.clone())
+            .or_default()
+            .entry(rid.title().to_owned())
+            .or_insert(0.0) += v;
+    }
+    for l in launches
+        .iter()
+        .filter(|l| l.day == target_day && !l.renditions.is_empty())
+    {
+        let regions: Vec<String> = if l.regions.is_empty() {
+            all_regions.iter().cloned().collect()
+        } else {
+            l.regions.clone()
+        };
+        for region in regions {
+            let per_title: Vec<f64> = per_region_title
+                .get(&region)
+                .map(|m| {
+                    m.iter()
+                        .filter(|(t, _)| **t != l.title)
+                        .map(|(_, v)| *v)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let prior = quantile(per_title, params.launch_prior_quantile)
+                .unwrap_or(0.0)
+                .max(params.launch_prior_min_views);
+            let m = mix.get(region.as_str());
+            let weights: Vec<f64> = l
+                .renditions
+                .iter()
+                .map(|r| m.and_then(|m| m.get(r.rendition())).copied().unwrap_or(0.0))
+                .collect();
+            let wsum: f64 = weights.iter().sum();
+            let n = l.renditions.len() as f64;
+            for (rid, w) in l.renditions.iter().zip(weights) {
+                let share = if wsum > 0.0 { w / wsum } else { 1.0 / n };
+                let e = out.entry((rid.clone(), region.clone())).or_insert(0.0);
+                *e = e.max(prior * share);
+            }
+        }
+    }
+
+    // Recommendation exposure.
+    let mut groups: HashMap<(String, String), Vec<(RenditionId, String)>> = HashMap::new();
+    for (rid, r) in out.keys() {
+        groups
+            .entry((rid.title().to_owned(), r.clone()))
+            .or_default()
+            .push((rid.clone(), r.clone()));
+    }
+    for x in exposure
+        .iter()
+        .filter(|x| x.impressions.is_finite() && x.impressions > 0.0)
+    {
+        let extra = params.exposure_conversion * x.impressions;
+        let Some(keys) = groups.get(&(x.title.clone(), x.region.clone())) else {
+            continue;
+        };
+        let sum: f64 = keys.iter().map(|k| out[k]).sum();
+        let n = keys.len() as f64;
+        for k in keys {
+            let share = if sum > 0.0 { out[k] / sum } else { 1.0 / n };
+            if let Some(v) = out.get_mut(k) {
+                *v += extra * share;
+            }
+        }
+    }
+
+    let mut v: Vec<Forecast> = out
+        .into_iter()
+        .map(|((rendition, region), views)| Forecast {
+            rendition,
+            region,
+            views,
+        })
+        .collect();
+    v.sort_by(|a, b| {
+        b.views
+            .total_cmp(&a.views)
+            .then_with(|| a.rendition.cmp(&b.rendition))
+            .then_with(|| a.region.cmp(&b.region))
+    });
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first Monday on or after day `d`.
+    fn monday_on_or_after(d: i64) -> i64 {
+        (d..d + 7).find(|d| weekday(*d) == 0).unwrap()
+    }
+
+    fn rid(s: &str) -> RenditionId {
+        RenditionId::parse(s).unwrap()
+    }
+
+    fn dv(day: i64, r: &str, region: &str, views: f64) -> DailyViews {
+        DailyViews {
+            day,
+            rendition: rid(r),
+            region: region.into(),
+            views,
+        }
+    }
+
+    fn get(f: &[Forecast], r: &str, region: &str) -> f64 {
+        f.iter()
+            .find(|x| x.rendition.as_str() == r && x.region == region)
+            .map_or(0.0, |x| x.views)
+    }
+
+    #[test]
+    fn weekday_of_known_days() {
+        assert_eq!(weekday(0), 3, "1970-01-01 was a Thursday");
+        assert_eq!(weekday(20_414), 5, "2025-11-22 was a Saturday");
+        assert_eq!(weekday(-1), 2);
+    }
+
+    #[test]
+    fn flat_history_predicts_its_level() {
+        let target = 20_500;
+        let h: Vec<_> = (target - 28..target)
+            .map(|d| dv(d, "t/720p", "NL", 100.0))
+            .collect();
+        let f = forecast(target, target, &h, &[], &[], &ForecastParams::default());
+        assert_eq!(f.len(), 1);
+        assert!((f[0].views - 100.0).abs() < 1e-9, "{}", f[0].views);
+        // Forecasting tomorrow while today (target - 1) is partial: today is left out.
+        let mut partial = h.clone();
+        partial.retain(|x| x.day < target - 1);
+        partial.push(dv(target - 1, "t/720p", "NL", 3.0));
+        let f = forecast(
+            target,
+            target - 1,
+            &partial,
+            &[],
+            &[],
+            &ForecastParams::default(),
+        );
+        assert!((f[0].views - 100.0).abs() < 1e-9, "{}", f[0].views);
+    }
+
+    #[test]
+    fn weekly_pattern_is_predicted() {
+        // 100 views on weekdays, 300 on Saturday and Sunday, four weeks.
+        let start = monday_on_or_after(20_400);
+        let h: Vec<_> = (start..start + 28)
+            .map(|d| {
+                dv(
+                    d,
+                    "t/720p",
+                    "NL",
+                    if weekday(d) >= 5 { 300.0 } else { 100.0 },
+                )
+            })
+            .collect();
+        let p = ForecastParams::default();
+        let sat = start + 28 + 5;
+        // Forecast for the next Saturday and the next Monday, from the same four weeks.
+        let h_sat: Vec<_> = h
+            .iter()
+            .cloned()
+            .chain((start + 28..sat).map(|d| dv(d, "t/720p", "NL", 100.0)))
+            .collect();
+        let f_sat = get(&forecast(sat, sat, &h_sat, &[], &[], &p), "t/720p", "NL");
+        let f_mon = get(
+            &forecast(start + 28, start + 28, &h, &[], &[], &p),
+            "t/720p",
+            "NL",
+        );
+        assert!((f_mon - 100.0).abs() < 1.0, "monday {f_mon}");
+        assert!((f_sat - 300.0).abs() < 3.0, "saturday {f_sat}");
+        // Without enough history the factors are 1: no pattern.
+        let short = ForecastParams {
+            min_season_days: 60,
+            ..p
+        };
+        let flat = get(
+            &forecast(start + 28, start + 28, &h, &[], &[], &short),
+            "t/720p",
+            "NL",
+        );
+        assert!(flat > 110.0, "{flat}");
+    }
+
+    #[test]
+    fn recent_days_weigh_more() {
+        // A title rising from 10 to 100 views over the last days.
+        let target = 20_500;
+        let h: Vec<_> = (target - 10..target)
+            .map(|d| {
+                dv(
+                    d,
+                    "t/720p",
+                    "NL",
+                    if d >= target - 3 { 100.0 } else { 10.0 },
+                )
+            })
+            .collect();
+        let p = ForecastParams {
+            min_season_days: 365,
+            ..ForecastParams::default()
+        };
+        let f = get(&forecast(target, target, &h, &[], &[], &p), "t/720p", "NL");
+        let plain_mean = (3.0 * 100.0 + 7.0 * 10.0) / 10.0;
+        assert!(
+            f > plain_mean + 10.0 && f < 100.0,
+            "{f} vs mean {plain_mean}"
+        );
+        // Half-life 1 day: weights 1, 1/2, 1/4… → (100+50+25 + 10*(1/8+…)) / (2 - 2^-9).
+        let fast = ForecastParams {
+            half_life_days: 1.0,
+            ..p
+        };
+        let f1 = get(
+            &forecast(target, target, &h, &[], &[], &fast),
+            "t/720p",
+            "NL",
+        );
+        let w: Vec<f64> = (1..=10).map(|k| 0.5f64.powi(k - 1)).collect();
+        let num: f64 = w[..3].iter().sum::<f64>() * 100.0 + w[3..].iter().sum::<f64>() * 10.0;
+        assert!((f1 - num / w.iter().sum::<f64>()).abs() < 1e-9);
+        // Old history outside the window is ignored.
+        let old = vec![dv(target - 100, "t/720p", "NL", 1e6)];
+        assert!(forecast(target, target, &old, &[], &[], &p).is_empty());
+    }
+
+    #[test]
+    fn a_launch_gets_a_prior() {
+        let target = 20_500;
+        let mut h = Vec::new();
+        for d in target - 14..target {
+            for (t, v) in [("a", 10.0), ("b", 50.0), ("c", 200.0)] {
+                h.push(dv(d, &format!("{t}/720p"), "NL", v * 0.75));
+                h.push(dv(d, &format!("{t}/1080p"), "NL", v * 0.25));
+            }
+        }
+        let launch = Launch {
+            title: "new".into(),
+            day: target,
+            regions: vec![],
+            renditions: vec![rid("new/720p"), rid("new/1080p")],
+        };
+        let p = ForecastParams {
+            launch_prior_quantile: 0.5,
+            ..ForecastParams::default()
+        };
+        let f = forecast(target, target, &h, std::slice::from_ref(&launch), &[], &p);
+        // The median title does 50 views a day, split 3:1 like the region's renditions.
+        assert!((get(&f, "new/720p", "NL") - 37.5).abs() < 1e-6);
+        assert!((get(&f, "new/1080p", "NL") - 12.5).abs() < 1e-6);
+        // Not on another day.
+        let later = Launch {
+            day: target + 1,
+            ..launch.clone()
+        };
+        assert_eq!(
+            get(
+                &forecast(target, target, &h, &[later], &[], &p),
+                "new/720p",
+                "NL"
+            ),
+            0.0
+        );
+        // A region with no history gets the floor, uniformly.
+        let elsewhere = Launch {
+            regions: vec!["BE".into()],
+            ..launch
+        };
+        let f = forecast(target, target, &h, &[elsewhere], &[], &p);
+        assert!((get(&f, "new/720p", "BE") - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn exposure_adds_views() {
+        let target = 20_500;
+        let h: Vec<_> = (target - 7..target)
+            .flat_map(|d| [dv(d, "a/720p", "NL", 30.0), dv(d, "a/1080p", "NL", 10.0)])
+            .collect();
+        let x = Exposure {
+            title: "a".into(),
+            region: "NL".into(),
+            impressions: 1000.0,
+        };
+        let p = ForecastParams::default();
+        let f = forecast(target, target, &h, &[], &[x], &p);
+        // 2% of 1000 = 20 extra views, split 3:1.
+        assert!((get(&f, "a/720p", "NL") - 45.0).abs() < 1e-9);
+        assert!((get(&f, "a/1080p", "NL") - 15.0).abs() < 1e-9);
+        assert_eq!(f[0].rendition.as_str(), "a/720p", "sorted by views");
+    }
+
+    #[test]
+    fn history_from_rows() {
+        let h = DailyViews::from_rows([(20_499, "a", "720p", "NL", 7.0)]).unwrap();
+        assert_eq!(h[0].rendition.as_str(), "a/720p");
+        let f = forecast(20_500, 20_500, &h, &[], &[], &ForecastParams::default());
+        assert!((f[0].views - 7.0).abs() < 1e-9);
+        assert!(DailyViews::from_rows([(1, "a/b", "720p", "NL", 1.0)]).is_err());
+    }
+
+    #[test]
+    fn bad_values_are_ignored() {
+        let target = 20_500;
+        let h = vec![
+            dv(target - 1, "a/720p", "NL", f64::NAN),
+            dv(target - 1, "a/720p", "NL", -5.0),
+            dv(target - 1, "a/720p", "NL", 8.0),
+        ];
+        let f = forecast(target, target, &h, &[], &[], &ForecastParams::default());
+        assert!((f[0].views - 8.0).abs() < 1e-9);
+    }
+}
