@@ -5,6 +5,7 @@
 //!   them to content types;
 //! - [`token`]: signs and verifies the path-segment URL tokens
 //!   `v1.{exp}.{kid}.{n}.{cp}.{sig}`, parses signing-key files and client prefixes;
+//! - [`sites`]: the sites file (sites, clusters, fill windows, fallback order), validated;
 //! - [`units`]: parses and prints human byte sizes for configuration files;
 //! - [`wire`]: the JSON types exchanged between the appliance, steering, the fill controller
 //!   and players (rendition manifest, heartbeat, inventory, status, registry, playback).
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod key;
+pub mod sites;
 pub mod token;
 pub mod units;
 pub mod wire;

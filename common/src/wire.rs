@@ -420,6 +420,11 @@ pub struct Inventory {
     /// Renditions no longer held.
     #[serde(default)]
     pub removed: Vec<RenditionId>,
+    /// For a delta: the generation it starts from (the one steering last acknowledged).
+    /// Steering applies a delta only when this equals the generation it holds, and otherwise
+    /// asks for the full set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<u64>,
 }
 
 /// Load of an appliance.
@@ -546,6 +551,10 @@ pub struct Heartbeat {
     pub sent_at: u64,
     /// Appliance software version.
     pub version: String,
+    /// The appliance's heartbeat interval in milliseconds; steering counts an appliance
+    /// stale after three of them pass without a heartbeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
 }
 
 /// Steering's answer to a heartbeat: the inventory generation it now holds, or a request for
