@@ -44,18 +44,26 @@ fn rss_bytes() -> u64 {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let tmp = tempfile::Builder::new().prefix("oca-index-bench").tempdir_in(
-        cli.dir.clone().unwrap_or_else(std::env::temp_dir),
-    )?;
+    let tmp = tempfile::Builder::new()
+        .prefix("oca-index-bench")
+        .tempdir_in(cli.dir.clone().unwrap_or_else(std::env::temp_dir))?;
     let engine = select_engine(EnginePref::Pread, &EngineOptions::default())?;
-    println!("| objects | load time (median of {}) | resident bytes/object (first load) | snapshot |", cli.runs);
+    println!(
+        "| objects | load time (median of {}) | resident bytes/object (first load) | snapshot |",
+        cli.runs
+    );
     println!("|---|---|---|---|");
     for &n in &cli.objects {
         let drive = tmp.path().join(format!("drive-{n}"));
         std::fs::create_dir_all(drive.join("index"))?;
         let entries: Vec<SnapEntry> = (0..n)
             .map(|i| SnapEntry {
-                key: key_hash(&format!("title-{}/r{}/seg-{:05}.m4s", i / 6000, (i / 1000) % 6, i % 1000)),
+                key: key_hash(&format!(
+                    "title-{}/r{}/seg-{:05}.m4s",
+                    i / 6000,
+                    (i / 1000) % 6,
+                    i % 1000
+                )),
                 etag: [(i % 251) as u8; 16],
                 size: 1_000_000 + i % 4_000_000,
                 mtime: 1_780_000_000,
@@ -78,7 +86,11 @@ fn main() -> anyhow::Result<()> {
             let store = TieredStore::open(opts, engine.clone())?;
             let dt = t0.elapsed();
             let after = rss_bytes();
-            anyhow::ensure!(store.stats().objects == n, "loaded {} of {n}", store.stats().objects);
+            anyhow::ensure!(
+                store.stats().objects == n,
+                "loaded {} of {n}",
+                store.stats().objects
+            );
             times.push(dt.as_secs_f64());
             // Only the first run: later ones reuse memory the allocator kept.
             if per_obj.is_empty() {
