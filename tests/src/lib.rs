@@ -18,6 +18,7 @@ pub mod client;
 pub mod fixture;
 pub mod metrics;
 pub mod server;
+pub mod steering;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

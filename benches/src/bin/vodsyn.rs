@@ -140,6 +140,11 @@ fn main() -> ExitCode {
     }
 }
 
+/// Loads `--profile`; a missing or bad profile is a usage error (exit 64).
+fn profile_arg(name: &str) -> Result<oca_benches::vodsyn::Profile, VodsynError> {
+    load_profile(name).map_err(|e| VodsynError::BadArgument(format!("--profile: {e}")))
+}
+
 fn parse_seeds(s: &str) -> Result<Vec<u64>, VodsynError> {
     let bad = || VodsynError::BadArgument(format!("seeds {s:?}: use 1-5 or 1,3,7"));
     let mut out = Vec::new();
@@ -202,7 +207,7 @@ fn check_fracs(fracs: &[f64]) -> Result<(), VodsynError> {
 }
 
 fn cmd_gen(profile: &str, seed: u64, out: PathBuf) -> Result<(), VodsynError> {
-    let p = load_profile(profile)?;
+    let p = profile_arg(profile)?;
     std::fs::create_dir_all(&out).map_err(|e| VodsynError::Io {
         path: out.clone(),
         source: e,
@@ -251,7 +256,7 @@ fn par_map<T: Sync, R: Send>(items: &[T], jobs: usize, f: impl Fn(&T) -> R + Syn
 }
 
 fn cmd_calibrate(profile: &str, seeds: &str, jobs: usize) -> Result<(), VodsynError> {
-    let p = load_profile(profile)?;
+    let p = profile_arg(profile)?;
     let seeds = parse_seeds(seeds)?;
     let t0 = Instant::now();
     let cals = par_map(&seeds, jobs, |&seed| {
@@ -327,7 +332,7 @@ fn cmd_sim_profile(
     jobs: usize,
 ) -> Result<(), VodsynError> {
     check_fracs(fracs)?;
-    let p = load_profile(profile)?;
+    let p = profile_arg(profile)?;
     let seeds = parse_seeds(seeds)?;
     let t0 = Instant::now();
     // results[seed][policy][frac]
@@ -444,7 +449,10 @@ fn cmd_sim_trace(
     pols: &[PolicyKind],
     jobs: usize,
 ) -> Result<(), VodsynError> {
-    let cat: Option<Catalog> = catalog.as_deref().map(read_catalog).transpose()?;
+    let cat: Option<Catalog> = catalog
+        .as_deref()
+        .map(|p| read_catalog(p).map_err(|e| VodsynError::BadArgument(format!("--catalog: {e}"))))
+        .transpose()?;
     let caps: Vec<(String, u64)> = match capacity {
         Some(c) => {
             let b = parse_bytes(&c)?;

@@ -1,0 +1,696 @@
+//! Ranking (DESIGN §5): a pure function of (client address, rendition, registry snapshot,
+//! now) to ranked appliances and, when the player misses the best local appliance, why.
+//!
+//! 1. Candidates: the appliances whose BGP prefixes cover the client, most specific prefix
+//!    first (longest-prefix match in [`crate::trie`]); then the fallback clusters of the
+//!    clusters matched (or, for a client no prefix covers, the sites file's top-level
+//!    `fallback`); the origin comes after everything (added by the caller).
+//! 2. Dropped: stale appliances (no heartbeat for three of their intervals), draining ones,
+//!    ones without a public URL, and ones that do not hold the rendition.
+//! 3. Inside each group (the appliances announcing one prefix, or one fallback cluster):
+//!    rendezvous (highest random weight) hashing of the rendition, so each rendition sticks
+//!    to the same appliance and only `1/n` move when one joins or leaves; appliances above
+//!    the push-back share of their egress capacity go after the others.
+//! 4. The top N; an appliance is listed once.
+//!
+//! Hashes are FNV-1a and a SplitMix64 finalizer, fixed functions, so every steering replica
+//! ranks alike. No I/O, no clock, no lock: the snapshot is immutable.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+use oca_common::wire::{InventoryEntry, OcaState, RenditionId};
+
+use crate::trie::PrefixTable;
+
+/// A hasher for keys that are already good 64-bit hashes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) | u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+/// Renditions an appliance holds, keyed by [`rendition_hash`]. The entry carries the id, so
+/// a lookup compares it and a hash collision can never claim content that is not there (two
+/// held renditions with one hash would keep only one: odds about 2^-64 per pair).
+pub type Holdings = HashMap<u64, InventoryEntry, BuildHasherDefault<IdHasher>>;
+
+/// FNV-1a 64 of a rendition id: stable across processes and replicas.
+pub fn rendition_hash(rendition: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in rendition.as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// SplitMix64's finalizer: a bijective mix of 64 bits.
+pub fn mix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Rendezvous weight of an appliance (by its seed, [`rendition_hash`] of its id) for a
+/// rendition (by its hash).
+pub fn weight(rendition: u64, appliance_seed: u64) -> u64 {
+    mix64(rendition ^ mix64(appliance_seed))
+}
+
+/// What ranking needs to know about one appliance.
+#[derive(Debug, Clone)]
+pub struct ApplianceView {
+    /// Appliance id.
+    pub id: String,
+    /// Index of its cluster in [`Topology::clusters`].
+    pub cluster: u32,
+    /// Base URL players use (the first public URL); `None` if it reported none.
+    pub url: Option<String>,
+    /// Reported state.
+    pub state: OcaState,
+    /// Reported egress, bit/s.
+    pub egress_bps: u64,
+    /// Reported egress capacity, bit/s (0 = unknown: never pushed back).
+    pub capacity_bps: u64,
+    /// When its last heartbeat arrived, Unix milliseconds.
+    pub last_heartbeat_ms: u64,
+    /// Stale once `now > last_heartbeat_ms + stale_after_ms` (three of its intervals).
+    pub stale_after_ms: u64,
+    /// [`rendition_hash`] of its id.
+    pub seed: u64,
+    /// Renditions held.
+    pub holdings: Arc<Holdings>,
+}
+
+impl ApplianceView {
+    /// Heartbeat recent enough.
+    pub fn fresh(&self, now_ms: u64) -> bool {
+        now_ms <= self.last_heartbeat_ms.saturating_add(self.stale_after_ms)
+    }
+
+    /// Fresh, not draining, and reachable (has a URL).
+    pub fn healthy(&self, now_ms: u64) -> bool {
+        self.fresh(now_ms) && self.state != OcaState::Draining && self.url.is_some()
+    }
+
+    /// Holds (at least a leading part of) the rendition.
+    pub fn holds(&self, rendition: &RenditionId, hash: u64) -> bool {
+        self.holdings
+            .get(&hash)
+            .is_some_and(|e| e.files_held > 0 && e.rendition == *rendition)
+    }
+
+    /// Above `permille` of its egress capacity.
+    pub fn saturated(&self, permille: u32) -> bool {
+        self.capacity_bps > 0
+            && u128::from(self.egress_bps) * 1000
+                > u128::from(self.capacity_bps) * u128::from(permille)
+    }
+}
+
+/// One cluster of the sites file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterInfo {
+    /// Cluster id.
+    pub id: String,
+    /// Its site.
+    pub site: String,
+    /// Fallback clusters, by index, in order.
+    pub fallback: Vec<u32>,
+}
+
+/// The clusters of the sites file, by index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Topology {
+    /// Clusters; an appliance's `cluster` indexes this.
+    pub clusters: Vec<ClusterInfo>,
+    /// Index by id.
+    pub by_id: HashMap<String, u32>,
+    /// Fallback clusters for clients no prefix covers.
+    pub default_fallback: Vec<u32>,
+}
+
+impl Topology {
+    /// Builds the topology of a validated sites file.
+    pub fn from_sites(sites: &oca_common::sites::Sites) -> Topology {
+        let by_id: HashMap<String, u32> = sites
+            .clusters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.clone(), i as u32))
+            .collect();
+        let idx = |list: &[String]| -> Vec<u32> {
+            list.iter().filter_map(|c| by_id.get(c).copied()).collect()
+        };
+        Topology {
+            clusters: sites
+                .clusters
+                .iter()
+                .map(|c| ClusterInfo {
+                    id: c.id.clone(),
+                    site: c.site.clone(),
+                    fallback: idx(&c.fallback),
+                })
+                .collect(),
+            default_fallback: idx(&sites.fallback),
+            by_id,
+        }
+    }
+}
+
+/// An immutable view of the registry, built by [`crate::registry`] on every change and read
+/// by every decision without a lock.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Appliances by slot.
+    pub appliances: Vec<Arc<ApplianceView>>,
+    /// Slots of each cluster's appliances, by cluster index.
+    pub members: Arc<Vec<Vec<u32>>>,
+    /// BGP prefix → slots of the appliances announcing it.
+    pub routes: Arc<PrefixTable<Vec<u32>>>,
+    /// Clusters and fallback order.
+    pub topology: Arc<Topology>,
+}
+
+/// Why a player did not get the best local appliance (`steering_misses_total{cause}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MissCause {
+    /// Healthy local appliances exist, but none holds the rendition.
+    Content,
+    /// No local appliance is healthy (stale, draining, no URL).
+    Health,
+    /// The local appliances holding it are all above the push-back load.
+    Saturated,
+    /// No appliance's BGP prefixes cover the client.
+    Route,
+}
+
+impl MissCause {
+    /// All causes.
+    pub const ALL: [MissCause; 4] = [
+        MissCause::Content,
+        MissCause::Health,
+        MissCause::Saturated,
+        MissCause::Route,
+    ];
+
+    /// Label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissCause::Content => "content",
+            MissCause::Health => "health",
+            MissCause::Saturated => "saturated",
+            MissCause::Route => "route",
+        }
+    }
+}
+
+/// Why a candidate was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Its BGP prefixes cover the client.
+    Local,
+    /// A fallback cluster.
+    Fallback,
+}
+
+/// One ranked appliance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// Slot in [`Snapshot::appliances`].
+    pub slot: u32,
+    /// Local or fallback.
+    pub kind: Kind,
+    /// Above the push-back load (ranked after the others of its group).
+    pub saturated: bool,
+}
+
+/// Ranking knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Params {
+    /// Appliances returned at most.
+    pub top_n: usize,
+    /// Push-back threshold, per mille of egress capacity (900 = 90 %).
+    pub push_back_permille: u32,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            top_n: 4,
+            push_back_permille: 900,
+        }
+    }
+}
+
+/// The outcome of one decision.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ranking {
+    /// Appliances, best first (the origin is not listed: it always comes last).
+    pub candidates: Vec<Candidate>,
+    /// Most specific prefix covering the client, if any.
+    pub matched: Option<IpNet>,
+    /// Why the first candidate is not the best local appliance, if it is not.
+    pub miss: Option<MissCause>,
+}
+
+/// Orders eligible `slots` of one group by (pushed back, rendezvous weight) and appends
+/// them to `out` as `kind`, skipping appliances already listed, until `top_n`.
+#[allow(clippy::too_many_arguments)]
+fn add_group(
+    snap: &Snapshot,
+    slots: &[u32],
+    rendition: &RenditionId,
+    hash: u64,
+    now_ms: u64,
+    params: &Params,
+    kind: Kind,
+    scratch: &mut Vec<(bool, u64, u32)>,
+    out: &mut Vec<Candidate>,
+) {
+    scratch.clear();
+    for &slot in slots {
+        let Some(a) = snap.appliances.get(slot as usize) else {
+            continue;
+        };
+        if !a.healthy(now_ms) || !a.holds(rendition, hash) || out.iter().any(|c| c.slot == slot) {
+            continue;
+        }
+        scratch.push((
+            a.saturated(params.push_back_permille),
+            u64::MAX - weight(hash, a.seed),
+            slot,
+        ));
+    }
+    scratch.sort_unstable();
+    for &(saturated, _, slot) in scratch.iter() {
+        if out.len() >= params.top_n {
+            return;
+        }
+        out.push(Candidate {
+            slot,
+            kind,
+            saturated,
+        });
+    }
+}
+
+/// Why the best local group (the appliances of the most specific prefix) gave no unsaturated
+/// candidate.
+fn diagnose(
+    snap: &Snapshot,
+    slots: &[u32],
+    rendition: &RenditionId,
+    hash: u64,
+    now_ms: u64,
+) -> MissCause {
+    let healthy = || {
+        slots
+            .iter()
+            .filter_map(|&s| snap.appliances.get(s as usize))
+            .filter(|a| a.healthy(now_ms))
+    };
+    if healthy().next().is_none() {
+        MissCause::Health
+    } else if !healthy().any(|a| a.holds(rendition, hash)) {
+        MissCause::Content
+    } else {
+        MissCause::Saturated
+    }
+}
+
+/// Ranks the appliances for `client` and `rendition` at `now_ms` (Unix milliseconds).
+/// `hash` must be [`rendition_hash`]`(rendition)` (callers compute it once).
+pub fn rank(
+    snap: &Snapshot,
+    client: IpAddr,
+    rendition: &RenditionId,
+    hash: u64,
+    now_ms: u64,
+    params: &Params,
+) -> Ranking {
+    let mut out = Vec::with_capacity(params.top_n);
+    let mut scratch = Vec::new();
+    let mut matched = None;
+    let mut miss = None;
+    let mut fallback: Vec<u32> = Vec::new();
+    snap.routes.for_each_match(client, |prefix, slots| {
+        let first = matched.is_none();
+        if first {
+            matched = Some(prefix);
+        }
+        for &s in slots {
+            if let Some(c) = snap.appliances.get(s as usize).map(|a| a.cluster)
+                && let Some(info) = snap.topology.clusters.get(c as usize)
+            {
+                for f in &info.fallback {
+                    if !fallback.contains(f) {
+                        fallback.push(*f);
+                    }
+                }
+            }
+        }
+        let before = out.len();
+        if out.len() < params.top_n {
+            add_group(
+                snap,
+                slots,
+                rendition,
+                hash,
+                now_ms,
+                params,
+                Kind::Local,
+                &mut scratch,
+                &mut out,
+            );
+        }
+        if first && out.get(before).is_none_or(|c| c.saturated) {
+            miss = Some(diagnose(snap, slots, rendition, hash, now_ms));
+        }
+        // Keep walking shorter prefixes only while there is room; fallback lists of every
+        // covering prefix's clusters are collected on the way.
+        out.len() < params.top_n
+    });
+    if matched.is_none() {
+        miss = Some(MissCause::Route);
+    }
+    if fallback.is_empty() {
+        fallback.extend_from_slice(&snap.topology.default_fallback);
+    }
+    for c in fallback {
+        if out.len() >= params.top_n {
+            break;
+        }
+        if let Some(slots) = snap.members.get(c as usize) {
+            add_group(
+                snap,
+                slots,
+                rendition,
+                hash,
+                now_ms,
+                params,
+                Kind::Fallback,
+                &mut scratch,
+                &mut out,
+            );
+        }
+    }
+    Ranking {
+        candidates: out,
+        matched,
+        miss,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use oca_common::sites::Sites;
+    use oca_common::wire::Tier;
+
+    pub const NOW: u64 = 1_780_000_000_000;
+
+    pub fn sites() -> Sites {
+        Sites::parse(
+            r#"
+fallback = ["ixp"]
+[[site]]
+id = "s1"
+time-zone = "UTC"
+[[cluster]]
+id = "isp-a"
+site = "s1"
+upstream = "ixp"
+fallback = ["ixp"]
+[[cluster]]
+id = "isp-b"
+site = "s1"
+[[cluster]]
+id = "ixp"
+site = "s1"
+"#,
+        )
+        .unwrap()
+    }
+
+    pub fn rid(s: &str) -> RenditionId {
+        RenditionId::parse(s).unwrap()
+    }
+
+    pub fn holdings(list: &[&str]) -> Arc<Holdings> {
+        Arc::new(
+            list.iter()
+                .map(|r| {
+                    (
+                        rendition_hash(r),
+                        InventoryEntry {
+                            rendition: rid(r),
+                            files_held: 10,
+                            total_files: 10,
+                            bytes: 1000,
+                            tier: Tier::Flash,
+                        },
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    /// Builds a snapshot from (id, cluster, prefixes, holdings) with everything fresh and up.
+    pub struct Builder {
+        pub topo: Topology,
+        pub apps: Vec<ApplianceView>,
+        pub prefixes: Vec<Vec<&'static str>>,
+    }
+
+    impl Builder {
+        pub fn new() -> Builder {
+            Builder {
+                topo: Topology::from_sites(&sites()),
+                apps: Vec::new(),
+                prefixes: Vec::new(),
+            }
+        }
+
+        pub fn add(
+            &mut self,
+            id: &str,
+            cluster: &str,
+            prefixes: &[&'static str],
+            held: &[&str],
+        ) -> &mut ApplianceView {
+            self.apps.push(ApplianceView {
+                id: id.into(),
+                cluster: self.topo.by_id[cluster],
+                url: Some(format!("https://{id}.example.net")),
+                state: OcaState::Up,
+                egress_bps: 1,
+                capacity_bps: 100,
+                last_heartbeat_ms: NOW - 1000,
+                stale_after_ms: 15_000,
+                seed: rendition_hash(id),
+                holdings: holdings(held),
+            });
+            self.prefixes.push(prefixes.to_vec());
+            self.apps.last_mut().unwrap()
+        }
+
+        pub fn build(&self) -> Snapshot {
+            let mut routes: PrefixTable<Vec<u32>> = PrefixTable::new();
+            let mut members = vec![Vec::new(); self.topo.clusters.len()];
+            for (i, (a, ps)) in self.apps.iter().zip(&self.prefixes).enumerate() {
+                members[a.cluster as usize].push(i as u32);
+                for p in ps {
+                    routes.entry_or_default(p.parse().unwrap()).push(i as u32);
+                }
+            }
+            Snapshot {
+                appliances: self.apps.iter().cloned().map(Arc::new).collect(),
+                members: Arc::new(members),
+                routes: Arc::new(routes),
+                topology: Arc::new(self.topo.clone()),
+            }
+        }
+    }
+
+    const R: &str = "movie/720p";
+
+    fn ids(snap: &Snapshot, r: &Ranking) -> Vec<String> {
+        r.candidates
+            .iter()
+            .map(|c| snap.appliances[c.slot as usize].id.clone())
+            .collect()
+    }
+
+    fn run(snap: &Snapshot, client: &str) -> Ranking {
+        rank(
+            snap,
+            client.parse().unwrap(),
+            &rid(R),
+            rendition_hash(R),
+            NOW,
+            &Params::default(),
+        )
+    }
+
+    #[test]
+    fn most_specific_prefix_first_then_fallback() {
+        let mut b = Builder::new();
+        b.add("wide", "isp-a", &["10.0.0.0/8"], &[R]);
+        b.add("narrow", "isp-b", &["10.1.0.0/16"], &[R]);
+        b.add("ixp-1", "ixp", &[], &[R]);
+        b.add("v6", "isp-b", &["2001:db8::/32"], &[R]);
+        let snap = b.build();
+        let r = run(&snap, "10.1.2.3");
+        assert_eq!(ids(&snap, &r), ["narrow", "wide", "ixp-1"]);
+        assert_eq!(r.matched, Some("10.1.0.0/16".parse().unwrap()));
+        assert_eq!(r.miss, None);
+        assert_eq!(r.candidates[2].kind, Kind::Fallback);
+        let r = run(&snap, "10.200.0.1");
+        assert_eq!(ids(&snap, &r), ["wide", "ixp-1"]);
+        let r = run(&snap, "2001:db8:5::1");
+        assert_eq!(ids(&snap, &r), ["v6", "ixp-1"]);
+        assert_eq!(r.candidates[0].kind, Kind::Local);
+        // No route: top-level fallback, miss = route.
+        let r = run(&snap, "192.0.2.1");
+        assert_eq!(ids(&snap, &r), ["ixp-1"]);
+        assert_eq!(r.miss, Some(MissCause::Route));
+        assert_eq!(r.matched, None);
+    }
+
+    #[test]
+    fn stale_draining_and_content_are_dropped_with_causes() {
+        let mut b = Builder::new();
+        b.add("a", "isp-a", &["10.0.0.0/16"], &[R]);
+        b.add("ixp-1", "ixp", &[], &[R]);
+        // Stale: last heartbeat 16 s ago, three intervals of 5 s.
+        b.apps[0].last_heartbeat_ms = NOW - 16_000;
+        let snap = b.build();
+        let r = run(&snap, "10.0.0.1");
+        assert_eq!(ids(&snap, &r), ["ixp-1"]);
+        assert_eq!(r.miss, Some(MissCause::Health));
+        // Exactly at the limit it still counts.
+        b.apps[0].last_heartbeat_ms = NOW - 15_000;
+        assert_eq!(
+            ids(&b.build(), &run(&b.build(), "10.0.0.1")),
+            ["a", "ixp-1"]
+        );
+        b.apps[0].state = OcaState::Draining;
+        let r = run(&b.build(), "10.0.0.1");
+        assert_eq!(r.miss, Some(MissCause::Health));
+        assert_eq!(r.candidates.len(), 1);
+        b.apps[0].state = OcaState::Degraded;
+        assert_eq!(run(&b.build(), "10.0.0.1").miss, None);
+        b.apps[0].holdings = holdings(&["movie/1080p"]);
+        let r = run(&b.build(), "10.0.0.1");
+        assert_eq!(r.miss, Some(MissCause::Content));
+        assert_eq!(ids(&b.build(), &r), ["ixp-1"]);
+    }
+
+    #[test]
+    fn push_back_above_90_percent() {
+        let mut b = Builder::new();
+        for i in 0..4 {
+            b.add(["p0", "p1", "p2", "p3"][i], "isp-a", &["10.0.0.0/16"], &[R]);
+        }
+        let snap = b.build();
+        let order = ids(&snap, &run(&snap, "10.0.0.1"));
+        // Saturate the winner: it moves to the back of its group, the rest keep their order.
+        let top = snap
+            .appliances
+            .iter()
+            .position(|a| a.id == order[0])
+            .unwrap();
+        b.apps[top].egress_bps = 91;
+        let snap2 = b.build();
+        let r = run(&snap2, "10.0.0.1");
+        let mut want: Vec<String> = order[1..].to_vec();
+        want.push(order[0].clone());
+        assert_eq!(ids(&snap2, &r), want);
+        assert!(r.candidates[3].saturated);
+        assert_eq!(r.miss, None);
+        // 90 % exactly is not above.
+        b.apps[top].egress_bps = 90;
+        assert_eq!(ids(&b.build(), &run(&b.build(), "10.0.0.1")), order);
+        // All saturated: still listed, but counted as a saturation miss.
+        for a in &mut b.apps {
+            a.egress_bps = 95;
+        }
+        let r = run(&b.build(), "10.0.0.1");
+        assert_eq!(r.candidates.len(), 4);
+        assert_eq!(r.miss, Some(MissCause::Saturated));
+    }
+
+    #[test]
+    fn rendezvous_is_stable_and_spreads() {
+        let mut b = Builder::new();
+        let names = ["c0", "c1", "c2", "c3", "c4"];
+        let renditions: Vec<String> = (0..500).map(|i| format!("t{i}/720p")).collect();
+        let held: Vec<&str> = renditions.iter().map(String::as_str).collect();
+        for n in names {
+            b.add(n, "isp-a", &["10.0.0.0/16"], &held);
+        }
+        let snap = b.build();
+        let top = |snap: &Snapshot, r: &str| {
+            let rk = rank(
+                snap,
+                "10.0.0.1".parse().unwrap(),
+                &rid(r),
+                rendition_hash(r),
+                NOW,
+                &Params {
+                    top_n: 1,
+                    ..Params::default()
+                },
+            );
+            snap.appliances[rk.candidates[0].slot as usize].id.clone()
+        };
+        let before: Vec<String> = held.iter().map(|r| top(&snap, r)).collect();
+        // Every appliance wins a fair share (100 expected each).
+        for n in names {
+            let c = before.iter().filter(|w| *w == n).count();
+            assert!((50..=150).contains(&c), "{n}: {c}");
+        }
+        // Remove c2: only its renditions move.
+        b.apps[2].last_heartbeat_ms = 0;
+        let snap2 = b.build();
+        for (r, w) in held.iter().zip(&before) {
+            let now = top(&snap2, r);
+            if w != "c2" {
+                assert_eq!(&now, w, "{r} moved although its appliance stayed");
+            } else {
+                assert_ne!(now, "c2");
+            }
+        }
+    }
+
+    #[test]
+    fn top_n_and_no_duplicates() {
+        let mut b = Builder::new();
+        // One appliance announces two covering prefixes: listed once.
+        b.add("x", "isp-a", &["10.0.0.0/8", "10.0.0.0/16"], &[R]);
+        for n in ["y1", "y2", "y3", "y4", "y5"] {
+            b.add(n, "ixp", &[], &[R]);
+        }
+        let snap = b.build();
+        let r = run(&snap, "10.0.0.1");
+        assert_eq!(r.candidates.len(), 4);
+        assert_eq!(ids(&snap, &r)[0], "x");
+        assert_eq!(ids(&snap, &r).iter().filter(|i| *i == "x").count(), 1);
+    }
+}
