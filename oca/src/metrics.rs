@@ -571,6 +571,5 @@ pub fn refresh_storage(m: &Metrics, store: &oca_storage::TieredStore) {
     let (promoted, demoted) = store.moves();
     raise(&m.promotions, promoted);
     raise(&m.demotions, demoted);
-    m.inventory_generation
-        .set(store.inventory(Some(u64::MAX)).generation as i64);
+    m.inventory_generation.set(store.generation() as i64);
 }

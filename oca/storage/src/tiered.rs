@@ -286,7 +286,7 @@ struct Held {
 #[derive(Debug, Default)]
 struct Renditions {
     held: BTreeMap<RenditionId, Held>,
-    /// Manifests committed but not (or no longer) fully present, kept to re-evaluate.
+    /// Current inventory generation (persisted in `state_dir/generation`).
     generation: u64,
     /// (generation, rendition) of every change since `log_start`.
     log: VecDeque<(u64, RenditionId)>,
@@ -429,7 +429,7 @@ impl TieredStore {
         let mut drives = Vec::with_capacity(opts.drives.len());
         let mut newly_failed = Vec::new();
         for (i, cfg) in opts.drives.iter().enumerate() {
-            let drive = Drive {
+            let mut drive = Drive {
                 tier: cfg.tier,
                 root: cfg.path.clone(),
                 objects_dir: cfg.path.join("objects"),
@@ -446,7 +446,6 @@ impl TieredStore {
                 commit: tokio::sync::RwLock::new(()),
                 counters: DriveCounters::default(),
             };
-            let mut drive = drive;
             match load_drive(&mut drive, i as u16, &failed, &mut index) {
                 Ok(()) => {}
                 Err(e) => {
@@ -951,15 +950,7 @@ impl TieredStore {
         ing.done = true;
         let final_path = d.objects_dir.join(ing.key.as_str());
         let tmp = ing.tmp.clone();
-        let place = tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let parent = final_path.parent().unwrap_or(Path::new("/")).to_path_buf();
-            create_dirs_durable(&parent)?;
-            fs::rename(&tmp, &final_path)?;
-            fp::after_rename()?;
-            journal::sync_dir(&parent)
-        })
-        .await
-        .unwrap_or_else(|e| Err(io::Error::other(e.to_string())));
+        let place = place_durably(tmp, final_path).await;
         if let Err(e) = place {
             self.io_failure(ing.drive, &e, "placing an ingested object");
             return Err(StorageError::io(&ing.tmp, e));
@@ -1392,6 +1383,11 @@ impl TieredStore {
         Ok(Some(paths))
     }
 
+    /// The current inventory generation.
+    pub fn generation(&self) -> u64 {
+        self.renditions.lock().map_or(0, |r| r.generation)
+    }
+
     /// The inventory: changes since `since` when the store still has them, else the full set.
     pub fn inventory(&self, since: Option<u64>) -> Inventory {
         let Ok(r) = self.renditions.lock() else {
@@ -1583,15 +1579,9 @@ impl TieredStore {
         .map_err(|err| StorageError::io(&tmp, err))?;
         let final_path = t.objects_dir.join(key.as_str());
         let tmp2 = tmp.clone();
-        tokio::task::spawn_blocking(move || -> io::Result<()> {
-            let parent = final_path.parent().unwrap_or(Path::new("/")).to_path_buf();
-            create_dirs_durable(&parent)?;
-            fs::rename(&tmp2, &final_path)?;
-            journal::sync_dir(&parent)
-        })
-        .await
-        .unwrap_or_else(|err| Err(io::Error::other(err.to_string())))
-        .map_err(|err| StorageError::io(&tmp, err))?;
+        place_durably(tmp2, final_path)
+            .await
+            .map_err(|err| StorageError::io(&tmp, err))?;
         if let Ok(mut index) = self.index.write() {
             index.insert(h, Entry { drive: target, ..e });
         }
@@ -1668,6 +1658,20 @@ impl TieredStore {
         }
         Ok(())
     }
+}
+
+/// Renames a fsynced temp file to its final path (creating parents durably) and fsyncs the
+/// directory, off the runtime workers.
+async fn place_durably(tmp: PathBuf, final_path: PathBuf) -> io::Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let parent = final_path.parent().unwrap_or(Path::new("/")).to_path_buf();
+        create_dirs_durable(&parent)?;
+        fs::rename(&tmp, &final_path)?;
+        fp::after_rename()?;
+        journal::sync_dir(&parent)
+    })
+    .await
+    .unwrap_or_else(|e| Err(io::Error::other(e.to_string())))
 }
 
 fn collect_keys(root: &Path, dir: &Path, out: &mut Vec<String>, limit: usize) {
