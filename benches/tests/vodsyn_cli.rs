@@ -47,7 +47,7 @@ fn gen_then_stream_the_trace() {
     );
     let trace = out_dir.join("trace.oracleGeneral.bin");
     let len = std::fs::metadata(&trace).expect("trace").len();
-    assert!(len > 0 && len % 24 == 0);
+    assert!(len > 0 && len.is_multiple_of(24));
     let out = vodsyn()
         .arg("sim")
         .arg("--trace")
