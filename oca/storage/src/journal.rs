@@ -204,11 +204,35 @@ const SNAP_HEADER: usize = 32;
 /// Bytes per snapshot record.
 pub const SNAP_RECORD: usize = 48;
 
+/// Buckets of a hash table sized for `n` entries: hashbrown's rule (the table behind
+/// `std::collections::HashMap`), a power of two at most 7/8 full.
+fn table_buckets(n: usize) -> usize {
+    if n < 8 {
+        return if n < 4 { 4 } else { 8 };
+    }
+    (n.saturating_mul(8) / 7).next_power_of_two()
+}
+
+/// Where `key` lands in a table of `buckets` buckets when its hash is the key's low 64 bits
+/// (the store's `IdHasher`): hashbrown takes the bucket from the hash's low bits.
+pub fn table_slot(key: u128, buckets: usize) -> usize {
+    (key as u64 as usize) & (buckets - 1)
+}
+
 /// Writes `entries` as the snapshot at `path` (temp file, fsync, rename, directory fsync).
+///
+/// Records are written in the order of the bucket each lands in when loaded into a table
+/// sized for them, so loading fills the table front to back instead of at random: 10M
+/// inserts at random into a ~500 MiB table cost a cache and TLB miss each (most of the load
+/// time); in bucket order they stream. A table of twice or half that size still sees two
+/// sequential sweeps. Lookups do not depend on the order.
 pub fn write_snapshot(path: &Path, entries: &[SnapEntry]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
+    let buckets = table_buckets(entries.len());
+    let mut order: Vec<&SnapEntry> = entries.iter().collect();
+    order.sort_unstable_by_key(|e| table_slot(e.key, buckets));
     let mut body = Vec::with_capacity(entries.len() * SNAP_RECORD);
-    for e in entries {
+    for e in order {
         body.extend_from_slice(&e.key.to_le_bytes());
         body.extend_from_slice(&e.etag);
         body.extend_from_slice(&e.size.to_le_bytes());
@@ -527,6 +551,13 @@ mod tests {
         write_snapshot(&path, &entries).unwrap();
         let mut got = Vec::new();
         assert_eq!(load_snapshot(&path, |e| got.push(e)).unwrap(), 1000);
+        // Written in table-bucket order (the order is what makes loading stream), same set.
+        let buckets = table_buckets(1000);
+        assert!(
+            got.windows(2)
+                .all(|w| table_slot(w[0].key, buckets) <= table_slot(w[1].key, buckets))
+        );
+        got.sort_by_key(|e| e.mtime);
         assert_eq!(got, entries);
         let mut bytes = fs::read(&path).unwrap();
         bytes[100] ^= 0xff;
