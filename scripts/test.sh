@@ -12,6 +12,10 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 need=()
 command -v curl >/dev/null || need+=(curl)
 command -v promtool >/dev/null || need+=(prometheus)
+# BGP test (tests/bgp.rs): BIRD 2 in network namespaces; systemd unit checks (tests/systemd.rs).
+command -v bird >/dev/null || need+=(bird2)
+command -v ip >/dev/null || need+=(iproute2)
+command -v systemd-analyze >/dev/null || need+=(systemd)
 if [ ${#need[@]} -gt 0 ]; then
     echo "== installing ${need[*]}"
     if [ "$(id -u)" -ne 0 ]; then

@@ -281,15 +281,18 @@ impl Running {
         }
         shared.ready.store(true, Ordering::Relaxed);
         shared.metrics.ready.set(1);
+        let bgp = cfg
+            .bgp
+            .enabled
+            .then(|| crate::bgp::start(&cfg.bgp, shared.metrics.clone(), cancel.clone()));
         let heartbeat = if cfg.heartbeat.endpoints.is_empty() {
             None
         } else {
-            crate::heartbeat::start(shared.clone(), shared.tiered.clone(), cancel.clone()).map_err(
-                |message| OcaError::Config {
+            crate::heartbeat::start(shared.clone(), shared.tiered.clone(), bgp, cancel.clone())
+                .map_err(|message| OcaError::Config {
                     file: cfg.heartbeat.token_file.clone(),
                     message,
-                },
-            )?
+                })?
         };
         tracing::info!(?https, ?http, ?h3, %admin, id = %cfg.server.id, "ready");
         Ok(Running {
@@ -422,13 +425,24 @@ pub async fn serve(cfg: Config) -> Result<(), OcaError> {
     let mut term = sig(SignalKind::terminate())?;
     let mut int = sig(SignalKind::interrupt())?;
     let running = Running::start(cfg).await?;
+    // Under systemd (Type=notify): ready only now, with the index loaded and the listeners
+    // bound; the watchdog pings run until the drain is over.
+    crate::notify::ready("serving");
+    let watchdog = CancellationToken::new();
+    crate::notify::start_watchdog(watchdog.clone());
     loop {
         tokio::select! {
-            _ = hup.recv() => running.reload(),
+            _ = hup.recv() => {
+                crate::notify::reloading();
+                running.reload();
+                crate::notify::ready("serving (reloaded)");
+            }
             _ = term.recv() => break,
             _ = int.recv() => break,
         }
     }
+    crate::notify::stopping("draining");
     running.drain().await;
+    watchdog.cancel();
     Ok(())
 }

@@ -23,6 +23,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub log: LogConfig,
     pub heartbeat: HeartbeatConfig,
+    pub bgp: BgpConfig,
 }
 
 /// Identity and listeners.
@@ -167,7 +168,8 @@ pub struct HeartbeatConfig {
     /// Egress capacity, bit/s (an integer, or e.g. "10Gbps"); 0 = unknown.
     #[serde(with = "oca_common::sites::bps")]
     pub capacity_bps: u64,
-    /// Client prefixes this appliance serves, CIDR (until BIRD reports the learned ones).
+    /// Client prefixes this appliance serves, CIDR, when `[bgp]` is off (BIRD reports the
+    /// learned ones otherwise).
     pub bgp_prefixes: Vec<String>,
 }
 
@@ -182,6 +184,123 @@ impl Default for HeartbeatConfig {
             public_urls: Vec::new(),
             capacity_bps: 10_000_000_000,
             bgp_prefixes: Vec::new(),
+        }
+    }
+}
+
+/// BGP through BIRD (DESIGN §4 "BGP"): the appliance's BIRD config is rendered from this
+/// section (`oca bgp-config`), and with `enabled` the learned client prefixes are read from
+/// BIRD's control socket and reported in heartbeats instead of `heartbeat.bgp-prefixes`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct BgpConfig {
+    /// Read prefixes from BIRD and report them.
+    pub enabled: bool,
+    /// BIRD's control socket (`bird -s`).
+    pub bird_socket: PathBuf,
+    /// Time between two reads of the learned routes.
+    #[serde(deserialize_with = "duration")]
+    pub refresh_interval: Duration,
+    /// How long the last prefixes are kept while BIRD does not answer; then the appliance
+    /// reports no prefixes and state `degraded`.
+    #[serde(deserialize_with = "duration")]
+    pub grace_period: Duration,
+    /// BGP router id (an IPv4 address), for the rendered BIRD config.
+    pub router_id: Option<std::net::Ipv4Addr>,
+    /// The appliance's AS number.
+    pub local_as: u32,
+    /// Routes accepted per session before BIRD blocks more (`import limit`).
+    pub max_prefixes: u32,
+    /// The IPv4 session.
+    pub ipv4: BgpSession<Ipv4>,
+    /// The IPv6 session.
+    pub ipv6: BgpSession<Ipv6>,
+}
+
+/// Address family of a [`BgpSession`]: its default prefix-length bounds.
+pub trait SessionFamily: std::fmt::Debug + Clone + PartialEq + Default {
+    /// Default `(min-length, max-length)`.
+    const BOUNDS: (u8, u8);
+}
+
+/// The IPv4 session's family marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ipv4;
+/// The IPv6 session's family marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Ipv6;
+
+impl SessionFamily for Ipv4 {
+    const BOUNDS: (u8, u8) = (8, 24);
+}
+impl SessionFamily for Ipv6 {
+    const BOUNDS: (u8, u8) = (16, 48);
+}
+
+/// One BGP session (one address family) to the ISP router.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(
+    default,
+    rename_all = "kebab-case",
+    deny_unknown_fields,
+    bound(deserialize = "F: SessionFamily")
+)]
+pub struct BgpSession<F: SessionFamily> {
+    /// The ISP router's address in this family; absent = no session for the family.
+    pub neighbor: Option<std::net::IpAddr>,
+    /// The ISP's AS number.
+    pub neighbor_as: u32,
+    /// The appliance's source address for the session (optional).
+    pub local_address: Option<std::net::IpAddr>,
+    /// Shortest prefix accepted (a default route is always refused).
+    pub min_length: u8,
+    /// Longest prefix accepted.
+    pub max_length: u8,
+    #[serde(skip)]
+    family: std::marker::PhantomData<F>,
+}
+
+impl<F: SessionFamily> BgpSession<F> {
+    /// The same session with the IPv4 marker (for code that handles both families alike).
+    pub fn erase(self) -> BgpSession<Ipv4> {
+        BgpSession {
+            neighbor: self.neighbor,
+            neighbor_as: self.neighbor_as,
+            local_address: self.local_address,
+            min_length: self.min_length,
+            max_length: self.max_length,
+            family: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<F: SessionFamily> Default for BgpSession<F> {
+    /// No session; accepted lengths /8–/24 for IPv4, /16–/48 for IPv6.
+    fn default() -> Self {
+        let (min_length, max_length) = F::BOUNDS;
+        BgpSession {
+            neighbor: None,
+            neighbor_as: 0,
+            local_address: None,
+            min_length,
+            max_length,
+            family: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Default for BgpConfig {
+    fn default() -> Self {
+        BgpConfig {
+            enabled: false,
+            bird_socket: "/run/bird/bird.ctl".into(),
+            refresh_interval: Duration::from_secs(5),
+            grace_period: Duration::from_secs(300),
+            router_id: None,
+            local_as: 0,
+            max_prefixes: 100_000,
+            ipv4: BgpSession::default(),
+            ipv6: BgpSession::default(),
         }
     }
 }
@@ -340,6 +459,7 @@ impl Config {
             &mut self.storage.root,
             &mut self.storage.state_dir,
             &mut self.heartbeat.token_file,
+            &mut self.bgp.bird_socket,
         ] {
             if p.is_relative() {
                 *p = base.join(&*p);
@@ -455,6 +575,15 @@ impl Config {
             errs.push("tokens.clock-skew: at most 10m".into());
         }
         errs.extend(self.validate_heartbeat());
+        if self.bgp.enabled {
+            errs.extend(self.bgp.session_errors());
+            if !self.heartbeat.bgp_prefixes.is_empty() {
+                errs.push(
+                    "heartbeat.bgp-prefixes: must be empty when bgp.enabled (BIRD reports the prefixes)"
+                        .into(),
+                );
+            }
+        }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
             errs.push(format!(
                 "log.level: {:?} is not a valid filter",
@@ -507,6 +636,72 @@ impl Config {
             }
             if hb.public_urls.is_empty() {
                 errs.push("heartbeat.public-urls: at least one when endpoints are set".into());
+            }
+        }
+        errs
+    }
+}
+
+impl BgpConfig {
+    /// What the BGP sessions need (checked when `enabled`, and by `oca bgp-config`). Each
+    /// message starts with the key it is about.
+    pub fn session_errors(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        let ms = |d: Duration| d.as_millis();
+        if !(100..=300_000).contains(&ms(self.refresh_interval)) {
+            errs.push("bgp.refresh-interval: must be between 100ms and 5m".to_string());
+        }
+        if self.grace_period < self.refresh_interval {
+            errs.push("bgp.grace-period: must be at least bgp.refresh-interval".into());
+        }
+        if self.bird_socket.as_os_str().is_empty() {
+            errs.push("bgp.bird-socket: must be set".into());
+        }
+        match self.router_id {
+            None => errs.push("bgp.router-id: must be set (an IPv4 address of this host)".into()),
+            Some(id) if id.is_unspecified() => {
+                errs.push("bgp.router-id: must not be 0.0.0.0".into())
+            }
+            Some(_) => {}
+        }
+        if self.local_as == 0 {
+            errs.push("bgp.local-as: must be set (1-4294967295)".into());
+        }
+        if self.max_prefixes == 0 {
+            errs.push("bgp.max-prefixes: must be at least 1".into());
+        }
+        if self.ipv4.neighbor.is_none() && self.ipv6.neighbor.is_none() {
+            errs.push(
+                "bgp: set ipv4.neighbor and/or ipv6.neighbor (one session per family)".into(),
+            );
+        }
+        let sessions = [
+            ("ipv4", self.ipv4.clone().erase(), 32u8, true),
+            ("ipv6", self.ipv6.clone().erase(), 128, false),
+        ];
+        for (fam, s, bits, v4) in sessions {
+            for (key, a) in [("neighbor", s.neighbor), ("local-address", s.local_address)] {
+                if let Some(a) = a
+                    && a.is_ipv4() != v4
+                {
+                    errs.push(format!("bgp.{fam}.{key}: {a} is not an {fam} address"));
+                }
+            }
+            if s.local_address.is_some() && s.neighbor.is_none() {
+                errs.push(format!(
+                    "bgp.{fam}.local-address: set without bgp.{fam}.neighbor"
+                ));
+            }
+            if s.neighbor.is_some() && s.neighbor_as == 0 {
+                errs.push(format!(
+                    "bgp.{fam}.neighbor-as: must be set with bgp.{fam}.neighbor"
+                ));
+            }
+            if s.min_length == 0 || s.min_length > s.max_length || s.max_length > bits {
+                errs.push(format!(
+                    "bgp.{fam}: need 1 <= min-length <= max-length <= {bits} (got {}..{})",
+                    s.min_length, s.max_length
+                ));
             }
         }
         errs
@@ -571,6 +766,31 @@ mod tests {
                 "heartbeat: site and cluster",
             ),
             ("[heartbeat]\ncapacity-bps = \"fast\"\n", "capacity-bps"),
+            ("[bgp]\nenabled = true\n", "bgp.router-id"),
+            ("[bgp]\nenabled = true\n", "bgp.local-as"),
+            ("[bgp]\nenabled = true\n", "bgp: set ipv4.neighbor"),
+            (
+                "[bgp]\nenabled = true\n[bgp.ipv4]\nneighbor = \"2001:db8::1\"\n",
+                "bgp.ipv4.neighbor: 2001:db8::1 is not an ipv4 address",
+            ),
+            (
+                "[bgp]\nenabled = true\n[bgp.ipv4]\nneighbor = \"192.0.2.1\"\n",
+                "bgp.ipv4.neighbor-as",
+            ),
+            (
+                "[bgp]\nenabled = true\n[bgp.ipv6]\nmin-length = 64\nmax-length = 48\n",
+                "bgp.ipv6: need 1 <= min-length",
+            ),
+            (
+                "[bgp]\nenabled = true\ngrace-period = \"1s\"\n",
+                "bgp.grace-period",
+            ),
+            (
+                "[heartbeat]\nbgp-prefixes = [\"81.2.0.0/16\"]\n[bgp]\nenabled = true\n",
+                "heartbeat.bgp-prefixes: must be empty when bgp.enabled",
+            ),
+            ("[bgp]\nrouter-id = \"fe80::1\"\n", "router-id"),
+            ("[bgp.ipv4]\nneighbour = \"192.0.2.1\"\n", "neighbour"),
             ("this is not toml", "expected"),
         ];
         for (text, needle) in cases {

@@ -13,7 +13,9 @@
 //!
 //! Inventory and tiers come through [`InventorySource`], so the storage layer can report
 //! real generations; [`DirInventory`] serves today's one-directory store with a full set
-//! scanned at start. BGP prefixes come from `heartbeat.bgp-prefixes` until BIRD is wired in.
+//! scanned at start. BGP prefixes come from BIRD ([`crate::bgp`]) when `[bgp]` is enabled —
+//! state `degraded` once BIRD has been silent for longer than its grace period — and from
+//! `heartbeat.bgp-prefixes` otherwise.
 //! What it does not do: TLS to steering (endpoints are `http://`), compression, retries
 //! within an interval (the next heartbeat is the retry).
 
@@ -233,6 +235,7 @@ impl Handle {
 pub fn start(
     shared: Arc<Shared>,
     source: Arc<dyn InventorySource>,
+    bgp: Option<Arc<crate::bgp::Learned>>,
     cancel: CancellationToken,
 ) -> Result<Option<Handle>, String> {
     let cfg = shared.config.heartbeat.clone();
@@ -252,7 +255,9 @@ pub fn start(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let (drain_tx, drain_rx) = mpsc::channel(4);
-    tokio::spawn(run(shared, cfg, token, endpoints, source, cancel, drain_rx));
+    tokio::spawn(run(
+        shared, cfg, token, endpoints, source, bgp, cancel, drain_rx,
+    ));
     Ok(Some(Handle { drain_tx }))
 }
 
@@ -280,12 +285,14 @@ fn bytes_sent(shared: &Shared) -> u64 {
     n
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     shared: Arc<Shared>,
     cfg: HeartbeatConfig,
     token: String,
     mut endpoints: Vec<Endpoint>,
     source: Arc<dyn InventorySource>,
+    bgp: Option<Arc<crate::bgp::Learned>>,
     cancel: CancellationToken,
     mut drain_rx: mpsc::Receiver<oneshot::Sender<()>>,
 ) {
@@ -303,6 +310,13 @@ async fn run(
         };
         last = (now, sent);
         let draining = !shared.ready.load(Ordering::Relaxed) || !waiting.is_empty();
+        let (bgp_prefixes, bgp_healthy) = match &bgp {
+            Some(l) => {
+                let v = l.view();
+                (v.prefixes, v.healthy)
+            }
+            None => (cfg.bgp_prefixes.clone(), true),
+        };
         let base = Heartbeat {
             id: shared.config.server.id.clone(),
             site: cfg.site.clone(),
@@ -310,6 +324,8 @@ async fn run(
             public_urls: cfg.public_urls.clone(),
             state: if draining {
                 OcaState::Draining
+            } else if !bgp_healthy {
+                OcaState::Degraded
             } else {
                 OcaState::Up
             },
@@ -326,7 +342,7 @@ async fn run(
                 removed: Vec::new(),
                 base: None,
             },
-            bgp_prefixes: cfg.bgp_prefixes.clone(),
+            bgp_prefixes,
             started_at: unix(shared.started_at),
             sent_at: unix(SystemTime::now()),
             version: env!("CARGO_PKG_VERSION").to_string(),

@@ -4,8 +4,10 @@
 //! optionally, plain HTTP/1.1 with `sendfile`, behind signed URLs checked by
 //! [`oca_common::token`]. Disk reads go through `oca_storage`'s I/O engine (io_uring on a ring
 //! thread, or pread), never on a runtime worker. An admin port serves metrics, health and
-//! status. It does not (yet) serve HTTP/3, ingest objects, manage tiers, or talk to
-//! BIRD ([`heartbeat`] reports to steering): those are later issues (see the README's status table).
+//! status; [`heartbeat`] reports to steering, with the client prefixes [`bgp`] reads from
+//! BIRD's control socket ([`bgp_config`] renders BIRD's configuration); [`notify`] tells
+//! systemd when it is ready, reloading or stopping. See the README's status table for what
+//! is not built.
 //!
 //! Layout: [`handler`] decides every response (pure but for an in-memory index lookup);
 //! [`server`] moves bytes for each protocol; [`app`] starts, reloads and drains;
@@ -14,6 +16,8 @@
 
 pub mod admin;
 pub mod app;
+pub mod bgp;
+pub mod bgp_config;
 pub mod body;
 pub mod config;
 pub mod demo;
@@ -24,6 +28,7 @@ pub mod heartbeat;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod notify;
 pub mod server;
 pub mod sign;
 

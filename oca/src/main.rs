@@ -23,7 +23,8 @@ const DEFAULT_CONFIG: &str = "/etc/oca/oca.toml";
   oca check-config -c /etc/oca/oca.toml     # validate before (re)start; exit 64 if bad
   oca serve -c /etc/oca/oca.toml            # run; SIGHUP reloads certs+keys, SIGTERM drains
   oca sign-url -c /etc/oca/oca.toml --base https://oca1.example.net title/720p/seg-00001.m4s
-  oca hash-token 'my admin token'           # value for admin.token-sha256")]
+  oca hash-token 'my admin token'           # value for admin.token-sha256
+  oca bgp-config -c /etc/oca/oca.toml -o /etc/bird/bird.conf   # BIRD 2 config from [bgp]")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -63,6 +64,22 @@ enum Command {
         /// Scheme and authority of the appliance, e.g. https://oca1.example.net.
         #[arg(long, default_value = "https://localhost")]
         base: String,
+    },
+    /// Render the BIRD 2 configuration (one session per family to the ISP router, import
+    /// filters, nothing exported) from the [bgp] section; exit 64 if it is incomplete.
+    #[command(after_help = "Examples:
+  oca bgp-config -c /etc/oca/oca.toml                          # print it
+  oca bgp-config -c /etc/oca/oca.toml -o /etc/bird/bird.conf   # write it, then: birdc configure
+  bird -p -c /etc/bird/bird.conf                               # let BIRD check it")]
+    BgpConfig {
+        #[arg(short, long, default_value = DEFAULT_CONFIG, env = "OCA_CONFIG")]
+        config: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Config path named in the rendered header (default: --config as given).
+        #[arg(long)]
+        source: Option<PathBuf>,
     },
     /// Print the SHA-256 of an admin token, for admin.token-sha256.
     HashToken {
@@ -175,6 +192,28 @@ fn run(cli: Cli) -> Result<(), OcaError> {
             .map_err(bad)?;
             println!("{url}");
             Ok(())
+        }
+        Command::BgpConfig {
+            config,
+            output,
+            source,
+        } => {
+            let cfg = Config::load(&config)?;
+            let text = oca::bgp_config::render(&cfg, source.as_deref().unwrap_or(&config))
+                .map_err(|message| OcaError::Config {
+                    file: config.clone(),
+                    message,
+                })?;
+            match output {
+                Some(path) => std::fs::write(&path, text).map_err(|source| OcaError::Io {
+                    what: format!("writing {}", path.display()),
+                    source,
+                }),
+                None => {
+                    print!("{text}");
+                    Ok(())
+                }
+            }
         }
         Command::HashToken { token } => {
             let token = match token {

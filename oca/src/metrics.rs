@@ -217,6 +217,12 @@ pub struct RefuseLabels {
     pub reason: RefuseReason,
 }
 
+/// Labels of counters that only tell success from failure.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: Outcome,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub what: ReloadWhat,
@@ -299,6 +305,12 @@ pub struct Metrics {
     pub start_time: Gauge,
     /// Heartbeats to steering by outcome (see [`crate::heartbeat`]).
     pub heartbeats: Family<crate::heartbeat::HbLabels, Counter>,
+    /// Learned client prefixes reported, by family (see [`crate::bgp`]).
+    pub bgp_prefixes: Family<crate::bgp::FamilyLabels, Gauge>,
+    /// Reads of BIRD's control socket, by outcome.
+    pub bgp_reads: Family<OutcomeLabels, Counter>,
+    /// 1 while the last read of BIRD's socket succeeded.
+    pub bgp_bird_up: Gauge,
 }
 
 fn header_histogram() -> Histogram {
@@ -348,8 +360,26 @@ impl Metrics {
             ready: Gauge::default(),
             start_time: Gauge::default(),
             heartbeats: Family::default(),
+            bgp_prefixes: Family::default(),
+            bgp_reads: Family::default(),
+            bgp_bird_up: Gauge::default(),
             registry: Registry::default(),
         };
+        r.register(
+            "bgp_prefixes",
+            "Client prefixes learned from BIRD and reported to steering, by family",
+            m.bgp_prefixes.clone(),
+        );
+        r.register(
+            "bgp_reads",
+            "Reads of the routes from BIRD's control socket, by outcome",
+            m.bgp_reads.clone(),
+        );
+        r.register(
+            "bgp_bird_up",
+            "1 while BIRD's control socket answered the last read, 0 when it did not",
+            m.bgp_bird_up.clone(),
+        );
         r.register(
             "heartbeats",
             "Heartbeats sent to steering endpoints, by outcome",
