@@ -208,6 +208,7 @@ fn main() {
     .unwrap();
     let cfg_text = "[server]\nlisten = \"127.0.0.1:0\"\ntrusted-proxies = [\"127.0.0.1\"]\n\
                     [ranking]\nsites-file = \"sites.toml\"\n[urls]\nkeys-file = \"keys.toml\"\n\
+                    [control-plane]\nenabled = false\n\
                     [log]\nlevel = \"warn\"\n";
     let cfg = steering::Config::parse(cfg_text, &dir.path().join("steering.toml")).unwrap();
 

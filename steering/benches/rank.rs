@@ -16,7 +16,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use oca_common::sites::Sites;
 use oca_common::wire::{InventoryEntry, OcaState, RenditionId, Tier};
-use steering::rank::{ApplianceView, Holdings, Params, Snapshot, Topology, rank, rendition_hash};
+use steering::rank::{
+    ApplianceView, Holdings, Params, Snapshot, Topology, cluster_holders, rank, rendition_hash,
+};
 use steering::trie::PrefixTable;
 
 const PREFIXES: usize = 1_000_000;
@@ -118,13 +120,154 @@ fn fleet() -> (Snapshot, Vec<IpNet>, Vec<RenditionId>) {
         }
     }
     routes.freeze();
-    let snap = Snapshot {
+    let holders = members
+        .iter()
+        .map(|m| Arc::new(cluster_holders(&appliances, m)))
+        .collect();
+    let snap = Snapshot::new(
         appliances,
-        members: Arc::new(members),
-        routes: Arc::new(routes),
-        topology: Arc::new(topo),
-    };
+        Arc::new(members),
+        Arc::new(holders),
+        Arc::new(routes),
+        Arc::new(topo),
+    );
     (snap, prefixes, renditions)
+}
+
+/// The ranking as it was before the flattening (views behind `Arc`, inventories probed for
+/// local candidates, heap scratch), kept here so one run compares both in the same period
+/// on a shared, noisy machine.
+mod before {
+    use super::*;
+    use steering::rank::{Candidate, Kind, MissCause, Ranking, weight};
+
+    #[allow(clippy::too_many_arguments)]
+    fn add_group(
+        snap: &Snapshot,
+        slots: &[u32],
+        rendition: &RenditionId,
+        hash: u64,
+        now_ms: u64,
+        params: &Params,
+        kind: Kind,
+        holders_known: bool,
+        scratch: &mut Vec<(bool, u64, u32)>,
+        out: &mut Vec<Candidate>,
+    ) {
+        scratch.clear();
+        for &slot in slots {
+            let Some(a) = snap.appliances.get(slot as usize) else {
+                continue;
+            };
+            if !a.healthy(now_ms)
+                || (!holders_known && !a.holds(rendition, hash))
+                || out.iter().any(|c| c.slot == slot)
+            {
+                continue;
+            }
+            scratch.push((
+                a.saturated(params.push_back_permille),
+                u64::MAX - weight(hash, a.seed),
+                slot,
+            ));
+        }
+        scratch.sort_unstable();
+        for &(saturated, _, slot) in scratch.iter() {
+            if out.len() >= params.top_n {
+                return;
+            }
+            out.push(Candidate {
+                slot,
+                kind,
+                saturated,
+            });
+        }
+    }
+
+    pub fn rank(
+        snap: &Snapshot,
+        client: IpAddr,
+        rendition: &RenditionId,
+        hash: u64,
+        now_ms: u64,
+        params: &Params,
+    ) -> Ranking {
+        let mut out = Vec::with_capacity(params.top_n);
+        let mut scratch = Vec::new();
+        let mut matched = None;
+        let mut miss = None;
+        let mut fallback: Vec<u32> = Vec::new();
+        snap.routes.for_each_match(client, |prefix, slots| {
+            let first = matched.is_none();
+            if first {
+                matched = Some(prefix);
+            }
+            for &s in slots {
+                if let Some(c) = snap.appliances.get(s as usize).map(|a| a.cluster)
+                    && let Some(info) = snap.topology.clusters.get(c as usize)
+                {
+                    for f in &info.fallback {
+                        if !fallback.contains(f) {
+                            fallback.push(*f);
+                        }
+                    }
+                }
+            }
+            let before = out.len();
+            if out.len() < params.top_n {
+                add_group(
+                    snap,
+                    slots,
+                    rendition,
+                    hash,
+                    now_ms,
+                    params,
+                    Kind::Local,
+                    false,
+                    &mut scratch,
+                    &mut out,
+                );
+            }
+            if first && out.get(before).is_none_or(|c| c.saturated) {
+                miss = Some(MissCause::Content);
+            }
+            out.len() < params.top_n
+        });
+        if matched.is_none() {
+            miss = Some(MissCause::Route);
+        }
+        if fallback.is_empty() {
+            fallback.extend_from_slice(&snap.topology.default_fallback);
+        }
+        for c in fallback {
+            if out.len() >= params.top_n {
+                break;
+            }
+            let (slots, known) = match snap.holders.get(c as usize) {
+                Some(h) => (h.get(&hash).map(Vec::as_slice), true),
+                None => (snap.members.get(c as usize).map(Vec::as_slice), false),
+            };
+            if let Some(slots) = slots {
+                add_group(
+                    snap,
+                    slots,
+                    rendition,
+                    hash,
+                    now_ms,
+                    params,
+                    Kind::Fallback,
+                    known,
+                    &mut scratch,
+                    &mut out,
+                );
+            }
+        }
+        Ranking {
+            candidates: out,
+            matched,
+            miss,
+        }
+    }
 }
 
 fn host_in(p: &IpNet, rng: &mut Rng) -> IpAddr {
@@ -178,6 +321,14 @@ fn bench(c: &mut Criterion) {
         "{found} of {BATCH} decisions list at least one appliance ({:?})",
         t0.elapsed()
     );
+    // Both implementations agree on every decision of the batch.
+    for (ip, r) in &queries {
+        let h = rendition_hash(r.as_str());
+        assert_eq!(
+            rank(&snap, *ip, r, h, NOW, &params).candidates,
+            before::rank(&snap, *ip, r, h, NOW, &params).candidates
+        );
+    }
 
     let mut g = c.benchmark_group("rank");
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -187,6 +338,16 @@ fn bench(c: &mut Criterion) {
             let mut n = 0usize;
             for (ip, r) in &queries {
                 let rk = rank(&snap, *ip, r, rendition_hash(r.as_str()), NOW, &params);
+                n += rk.candidates.len();
+            }
+            black_box(n)
+        })
+    });
+    g.bench_function("before flattening (same inputs)", |b| {
+        b.iter(|| {
+            let mut n = 0usize;
+            for (ip, r) in &queries {
+                let rk = before::rank(&snap, *ip, r, rendition_hash(r.as_str()), NOW, &params);
                 n += rk.candidates.len();
             }
             black_box(n)

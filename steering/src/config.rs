@@ -24,6 +24,8 @@ pub struct Config {
     pub urls: UrlConfig,
     /// Appliance heartbeats.
     pub heartbeat: HeartbeatConfig,
+    /// The embedded control plane (catalog, players, licenses, events).
+    pub control_plane: ControlPlaneConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -69,8 +71,15 @@ pub struct RankingConfig {
 #[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
 pub struct UrlConfig {
     /// Signing keys, one TOML table per kid with `secret` in base64 (the appliances' format);
-    /// the newest kid signs.
+    /// the newest kid signs. Empty: the control plane's live keys (re-read every
+    /// `keys-refresh`).
     pub keys_file: PathBuf,
+    /// How often the control plane's signing keys are re-read (rotation reaches steering
+    /// within this time).
+    #[serde(deserialize_with = "duration")]
+    pub keys_refresh: Duration,
+    /// The license URL put in playback answers (absolute, or a path on this service).
+    pub license_url: String,
     /// How long a signed URL stays valid.
     #[serde(deserialize_with = "duration")]
     pub expiry: Duration,
@@ -92,6 +101,25 @@ pub struct HeartbeatConfig {
     pub interval: Duration,
     /// Per appliance id: SHA-256 (hex) of its bearer token (`oca hash-token` prints it).
     pub tokens: BTreeMap<String, String>,
+}
+
+/// The embedded control plane (DESIGN §5): player tokens, catalog, entitlements, ClearKey
+/// licenses, recommendations, view events, appliance tokens and (when `urls.keys-file` is
+/// empty) the URL-signing keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ControlPlaneConfig {
+    /// Off: the player routes answer 503, heartbeats need a `heartbeat.tokens` entry and
+    /// `urls.keys-file` must be set.
+    pub enabled: bool,
+    /// control-plane's config file (database path, KEK source, token and license lifetimes:
+    /// `control-plane/etc/control-plane.toml`).
+    pub config_file: PathBuf,
+    /// Most view events one `POST /v1/events` may carry.
+    pub max_events: usize,
+    /// How far in the past a view event may be dated.
+    #[serde(deserialize_with = "duration")]
+    pub max_event_age: Duration,
 }
 
 /// Logging.
@@ -141,7 +169,9 @@ impl Default for RankingConfig {
 impl Default for UrlConfig {
     fn default() -> Self {
         UrlConfig {
-            keys_file: "/etc/steering/signing-keys.toml".into(),
+            keys_file: PathBuf::new(),
+            keys_refresh: Duration::from_secs(60),
+            license_url: "/v1/license".into(),
             expiry: Duration::from_secs(6 * 3600),
             bind_client_prefix: false,
             client_prefix_v4: 24,
@@ -155,6 +185,17 @@ impl Default for HeartbeatConfig {
         HeartbeatConfig {
             interval: Duration::from_secs(5),
             tokens: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for ControlPlaneConfig {
+    fn default() -> Self {
+        ControlPlaneConfig {
+            enabled: true,
+            config_file: "/etc/oca/control-plane.toml".into(),
+            max_events: 1000,
+            max_event_age: Duration::from_secs(7 * 86400),
         }
     }
 }
@@ -221,8 +262,12 @@ impl Config {
         let mut cfg: Config =
             toml::from_str(text).map_err(|e| err(e.to_string().trim_end().to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        for p in [&mut cfg.ranking.sites_file, &mut cfg.urls.keys_file] {
-            if p.is_relative() {
+        for p in [
+            &mut cfg.ranking.sites_file,
+            &mut cfg.urls.keys_file,
+            &mut cfg.control_plane.config_file,
+        ] {
+            if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
             }
         }
@@ -247,6 +292,31 @@ impl Config {
             || self.urls.expiry > Duration::from_secs(7 * 86400)
         {
             errs.push("urls.expiry: must be between 1m and 7d".into());
+        }
+        if self.urls.keys_file.as_os_str().is_empty() && !self.control_plane.enabled {
+            errs.push(
+                "urls.keys-file: required when control-plane.enabled = false (the keys then \
+                 cannot come from the control plane)"
+                    .into(),
+            );
+        }
+        if self.urls.keys_refresh < Duration::from_secs(1) {
+            errs.push("urls.keys-refresh: at least 1s".into());
+        }
+        let l = &self.urls.license_url;
+        if !(l.starts_with("https://") || l.starts_with("http://") || l.starts_with('/'))
+            || l.contains(['#', ' ', '"'])
+        {
+            errs.push("urls.license-url: must be an http(s) URL or a path starting with /".into());
+        }
+        if self.control_plane.enabled && self.control_plane.config_file.as_os_str().is_empty() {
+            errs.push("control-plane.config-file: must be set when enabled".into());
+        }
+        if !(1..=100_000).contains(&self.control_plane.max_events) {
+            errs.push("control-plane.max-events: must be between 1 and 100000".into());
+        }
+        if self.control_plane.max_event_age < Duration::from_secs(60) {
+            errs.push("control-plane.max-event-age: at least 1m".into());
         }
         if self.urls.client_prefix_v4 > 32 {
             errs.push("urls.client-prefix-v4: at most 32".into());
@@ -335,6 +405,13 @@ mod tests {
                 "heartbeat.tokens.oca-1",
             ),
             ("[log]\nformat = \"xml\"\n", "format"),
+            ("[control-plane]\nenabled = false\n", "urls.keys-file"),
+            (
+                "[control-plane]\nmax-events = 0\n",
+                "control-plane.max-events",
+            ),
+            ("[control-plane]\nbogus = 1\n", "bogus"),
+            ("[urls]\nlicense-url = \"ftp://x\"\n", "urls.license-url"),
             ("this is not toml", "expected"),
         ];
         for (text, needle) in cases {
@@ -354,6 +431,17 @@ mod tests {
             + "\"\n";
         let cfg = Config::parse(&text, Path::new("/srv/s/steering.toml")).unwrap();
         assert_eq!(cfg.ranking.sites_file, PathBuf::from("/srv/s/sites.toml"));
+        // An empty keys-file stays empty (keys from the control plane).
+        assert_eq!(cfg.urls.keys_file, PathBuf::new());
+        let cfg2 = Config::parse(
+            "[control-plane]\nconfig-file = \"cp.toml\"\n",
+            Path::new("/srv/s/steering.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            cfg2.control_plane.config_file,
+            PathBuf::from("/srv/s/cp.toml")
+        );
         assert_eq!(
             cfg.server.trusted_proxies,
             vec![

@@ -31,6 +31,15 @@ pub enum SteeringError {
         /// What is wrong.
         message: String,
     },
+    /// The embedded control plane could not be opened (its config file, database or
+    /// key-encryption key); the message never quotes secrets.
+    #[error("control plane ({file}): {message}")]
+    ControlPlane {
+        /// control-plane's config file.
+        file: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -78,6 +87,7 @@ impl SteeringError {
             SteeringError::Config { .. } => "bad_config",
             SteeringError::Sites { .. } => "bad_sites_file",
             SteeringError::Keys { .. } => "bad_keys",
+            SteeringError::ControlPlane { .. } => "control_plane",
             SteeringError::Bind { .. } => "bind",
             SteeringError::Io { .. } => "io",
             SteeringError::BadApplianceId(_) => "bad_appliance_id",
@@ -92,7 +102,10 @@ impl SteeringError {
     pub fn is_config(&self) -> bool {
         matches!(
             self,
-            SteeringError::Config { .. } | SteeringError::Sites { .. } | SteeringError::Keys { .. }
+            SteeringError::Config { .. }
+                | SteeringError::Sites { .. }
+                | SteeringError::Keys { .. }
+                | SteeringError::ControlPlane { .. }
         )
     }
 }

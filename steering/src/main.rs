@@ -17,6 +17,7 @@ const DEFAULT_CONFIG: &str = "/etc/steering/steering.toml";
 #[command(after_help = "Examples:
   steering check-config -c /etc/steering/steering.toml   # exit 64 if the config, sites file or keys are bad
   steering serve -c /etc/steering/steering.toml          # run until SIGTERM/SIGINT
+  curl -X POST -H \"Authorization: Bearer $PLAYER_TOKEN\" -d '{\"title\":\"tears-of-steel\"}' http://127.0.0.1:8080/v1/playback
   curl 'http://127.0.0.1:8080/v1/steer?rendition=tears-of-steel/1080p-h264'
   curl http://127.0.0.1:8080/v1/ocas")]
 struct Cli {
@@ -32,7 +33,8 @@ enum Command {
         #[arg(short, long, default_value = DEFAULT_CONFIG, env = "STEERING_CONFIG")]
         config: PathBuf,
     },
-    /// Check the config file, the sites file and the signing keys; exit 64 if bad.
+    /// Check the config file, the sites file, the control plane (config, database, KEK) and
+    /// the signing keys; exit 64 if bad.
     CheckConfig {
         /// Config file (TOML).
         #[arg(short, long, default_value = DEFAULT_CONFIG, env = "STEERING_CONFIG")]

@@ -33,7 +33,8 @@ macro_rules! label_values {
 label_values! {
     Route {
         Steer => "steer", Ocas => "ocas", Heartbeat => "heartbeat", Metrics => "metrics",
-        Healthz => "healthz", OpenApi => "openapi", NotImplemented => "not_implemented",
+        Healthz => "healthz", OpenApi => "openapi", Playback => "playback",
+        License => "license", Recommendations => "recommendations", Events => "events",
         Other => "other",
     }
     Code {
@@ -48,6 +49,14 @@ label_values! {
         Forbidden => "forbidden", Invalid => "invalid",
     }
     ApplianceState { Up => "up", Degraded => "degraded", Draining => "draining", Stale => "stale" }
+    PlayerAuth {
+        Ok => "ok", Missing => "missing", Malformed => "malformed", Expired => "expired",
+        BadSignature => "bad_signature", Revoked => "revoked",
+    }
+    PlaybackOutcome {
+        Ok => "ok", UnknownTitle => "unknown_title", NotEntitled => "not_entitled",
+        NoPlayable => "no_playable_rendition", Error => "error",
+    }
 }
 
 impl From<u16> for Code {
@@ -118,6 +127,20 @@ pub struct StateLabels {
     pub state: ApplianceState,
 }
 
+/// Labels of `steering_player_auth_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlayerAuthLabels {
+    /// Outcome of the bearer check.
+    pub outcome: PlayerAuth,
+}
+
+/// Labels of `steering_playbacks_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PlaybackLabels {
+    /// Outcome.
+    pub outcome: PlaybackOutcome,
+}
+
 /// Every metric steering exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -134,6 +157,14 @@ pub struct Metrics {
     pub heartbeats: Family<HbLabels, Counter>,
     /// Appliances in the registry by state (set at scrape time).
     pub appliances: Family<StateLabels, Gauge>,
+    /// Player bearer-token checks by outcome.
+    pub player_auth: Family<PlayerAuthLabels, Counter>,
+    /// Playback requests by outcome.
+    pub playbacks: Family<PlaybackLabels, Counter>,
+    /// View events recorded.
+    pub events: Counter,
+    /// Time spent in control-plane (SQLite) calls, off the async workers.
+    pub control_plane_duration: Histogram,
 }
 
 impl Default for Metrics {
@@ -154,6 +185,32 @@ impl Metrics {
         ]);
         let heartbeats = Family::<HbLabels, Counter>::default();
         let appliances = Family::<StateLabels, Gauge>::default();
+        let player_auth = Family::<PlayerAuthLabels, Counter>::default();
+        let playbacks = Family::<PlaybackLabels, Counter>::default();
+        let events = Counter::default();
+        let control_plane_duration = Histogram::new([
+            1e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 1e-2, 5e-2, 0.25, 1.0,
+        ]);
+        registry.register(
+            "steering_player_auth",
+            "Player bearer-token checks by outcome",
+            player_auth.clone(),
+        );
+        registry.register(
+            "steering_playbacks",
+            "Playback requests by outcome",
+            playbacks.clone(),
+        );
+        registry.register(
+            "steering_view_events",
+            "View events recorded through POST /v1/events",
+            events.clone(),
+        );
+        registry.register(
+            "steering_control_plane_call_duration_seconds",
+            "Time spent in one embedded control-plane call (SQLite), on the blocking pool",
+            control_plane_duration.clone(),
+        );
         registry.register(
             "steering_http_requests",
             "HTTP requests by route and status",
@@ -195,7 +252,16 @@ impl Metrics {
             decision_duration,
             heartbeats,
             appliances,
+            player_auth,
+            playbacks,
+            events,
+            control_plane_duration,
         }
+    }
+
+    /// Adds metrics of an embedded library (control-plane's `control_plane_*` counters).
+    pub fn registry_mut(&mut self) -> &mut Registry {
+        &mut self.registry
     }
 
     /// The OpenMetrics text exposition.

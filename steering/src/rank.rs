@@ -49,6 +49,81 @@ impl Hasher for IdHasher {
 /// held renditions with one hash would keep only one: odds about 2^-64 per pair).
 pub type Holdings = HashMap<u64, InventoryEntry, BuildHasherDefault<IdHasher>>;
 
+/// Per cluster: [`rendition_hash`] → slots of the cluster's appliances holding it, so a
+/// fallback cluster costs one lookup instead of one inventory probe per member. Keyed by the
+/// 64-bit hash alone: two renditions with one hash (odds about 2^-64 per pair) would share an
+/// entry, and a player sent to an appliance without the content falls back to its next URL.
+pub type ClusterHolders = HashMap<u64, Vec<u32>, BuildHasherDefault<IdHasher>>;
+
+/// Builds the [`ClusterHolders`] of the appliances `slots` (each list in slot order; only
+/// entries with at least one file held count, as in [`ApplianceView::holds`]).
+pub fn cluster_holders(appliances: &[Arc<ApplianceView>], slots: &[u32]) -> ClusterHolders {
+    let mut sorted = slots.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut h = ClusterHolders::default();
+    for s in sorted {
+        if let Some(a) = appliances.get(s as usize) {
+            for (k, e) in a.holdings.iter() {
+                if e.files_held > 0 {
+                    h.entry(*k).or_default().push(s);
+                }
+            }
+        }
+    }
+    h
+}
+
+/// What a decision reads of one appliance besides its content, packed in one array
+/// ([`Snapshot::hot`]) so a decision touches a few cache lines instead of one
+/// `Arc<ApplianceView>` per candidate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hot {
+    /// When its last heartbeat arrived, Unix milliseconds.
+    pub last_heartbeat_ms: u64,
+    /// Stale after this long without a heartbeat.
+    pub stale_after_ms: u64,
+    /// Reported egress, bit/s.
+    pub egress_bps: u64,
+    /// Egress capacity, bit/s (0 = unknown).
+    pub capacity_bps: u64,
+    /// Rendezvous seed.
+    pub seed: u64,
+    /// Cluster index.
+    pub cluster: u32,
+    /// Not draining and has a URL.
+    pub usable: bool,
+}
+
+impl Hot {
+    /// The hot facts of `a`.
+    pub fn of(a: &ApplianceView) -> Hot {
+        Hot {
+            last_heartbeat_ms: a.last_heartbeat_ms,
+            stale_after_ms: a.stale_after_ms,
+            egress_bps: a.egress_bps,
+            capacity_bps: a.capacity_bps,
+            seed: a.seed,
+            cluster: a.cluster,
+            usable: a.state != OcaState::Draining && a.url.is_some(),
+        }
+    }
+
+    /// Same as [`ApplianceView::healthy`].
+    #[inline]
+    pub fn healthy(&self, now_ms: u64) -> bool {
+        self.usable && now_ms <= self.last_heartbeat_ms.saturating_add(self.stale_after_ms)
+    }
+
+    /// Same as [`ApplianceView::saturated`].
+    #[inline]
+    pub fn saturated(&self, permille: u32) -> bool {
+        self.capacity_bps > 0
+            && u128::from(self.egress_bps) * 1000
+                > u128::from(self.capacity_bps) * u128::from(permille)
+    }
+}
+
 /// FNV-1a 64 of a rendition id: stable across processes and replicas.
 pub fn rendition_hash(rendition: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -179,12 +254,54 @@ impl Topology {
 pub struct Snapshot {
     /// Appliances by slot.
     pub appliances: Vec<Arc<ApplianceView>>,
+    /// [`Hot`] facts by slot (built by [`Snapshot::new`] from `appliances`).
+    pub hot: Vec<Hot>,
     /// Slots of each cluster's appliances, by cluster index.
     pub members: Arc<Vec<Vec<u32>>>,
+    /// Per cluster index, who holds what; a cluster without one is scanned member by member.
+    pub holders: Arc<Vec<Arc<ClusterHolders>>>,
     /// BGP prefix → slots of the appliances announcing it.
     pub routes: Arc<PrefixTable<Vec<u32>>>,
     /// Clusters and fallback order.
     pub topology: Arc<Topology>,
+}
+
+impl Snapshot {
+    /// A snapshot; the [`Hot`] array is derived from `appliances`.
+    pub fn new(
+        appliances: Vec<Arc<ApplianceView>>,
+        members: Arc<Vec<Vec<u32>>>,
+        holders: Arc<Vec<Arc<ClusterHolders>>>,
+        routes: Arc<PrefixTable<Vec<u32>>>,
+        topology: Arc<Topology>,
+    ) -> Snapshot {
+        Snapshot {
+            hot: appliances.iter().map(|a| Hot::of(a)).collect(),
+            appliances,
+            members,
+            holders,
+            routes,
+            topology,
+        }
+    }
+
+    /// True if appliance `slot` holds the rendition: from its cluster's holders index (by
+    /// the 64-bit hash), or its inventory when the cluster has no index.
+    #[inline]
+    fn slot_holds(&self, slot: u32, rendition: &RenditionId, hash: u64) -> bool {
+        let Some(h) = self.hot.get(slot as usize) else {
+            return false;
+        };
+        match self.holders.get(h.cluster as usize) {
+            Some(idx) => idx
+                .get(&hash)
+                .is_some_and(|v| v.binary_search(&slot).is_ok()),
+            None => self
+                .appliances
+                .get(slot as usize)
+                .is_some_and(|a| a.holds(rendition, hash)),
+        }
+    }
 }
 
 /// Why a player did not get the best local appliance (`steering_misses_total{cause}`).
@@ -269,8 +386,12 @@ pub struct Ranking {
     pub miss: Option<MissCause>,
 }
 
+/// Groups up to this size are ordered in a stack buffer; larger ones in a heap one.
+const GROUP_MAX: usize = 64;
+
 /// Orders eligible `slots` of one group by (pushed back, rendezvous weight) and appends
 /// them to `out` as `kind`, skipping appliances already listed, until `top_n`.
+/// `holders_known`: every slot is known to hold the rendition (from a holders index).
 #[allow(clippy::too_many_arguments)]
 fn add_group(
     snap: &Snapshot,
@@ -280,23 +401,36 @@ fn add_group(
     now_ms: u64,
     params: &Params,
     kind: Kind,
-    scratch: &mut Vec<(bool, u64, u32)>,
+    holders_known: bool,
     out: &mut Vec<Candidate>,
 ) {
-    scratch.clear();
+    let mut stack = [(false, 0u64, 0u32); GROUP_MAX];
+    let mut heap = Vec::new();
+    let buf: &mut [(bool, u64, u32)] = if slots.len() <= GROUP_MAX {
+        &mut stack[..]
+    } else {
+        heap.resize(slots.len(), (false, 0, 0));
+        &mut heap[..]
+    };
+    let mut n = 0;
     for &slot in slots {
-        let Some(a) = snap.appliances.get(slot as usize) else {
+        let Some(h) = snap.hot.get(slot as usize) else {
             continue;
         };
-        if !a.healthy(now_ms) || !a.holds(rendition, hash) || out.iter().any(|c| c.slot == slot) {
+        if !h.healthy(now_ms)
+            || out.iter().any(|c| c.slot == slot)
+            || (!holders_known && !snap.slot_holds(slot, rendition, hash))
+        {
             continue;
         }
-        scratch.push((
-            a.saturated(params.push_back_permille),
-            u64::MAX - weight(hash, a.seed),
+        buf[n] = (
+            h.saturated(params.push_back_permille),
+            u64::MAX - weight(hash, h.seed),
             slot,
-        ));
+        );
+        n += 1;
     }
+    let scratch = &mut buf[..n];
     scratch.sort_unstable();
     for &(saturated, _, slot) in scratch.iter() {
         if out.len() >= params.top_n {
@@ -322,17 +456,20 @@ fn diagnose(
     let healthy = || {
         slots
             .iter()
-            .filter_map(|&s| snap.appliances.get(s as usize))
-            .filter(|a| a.healthy(now_ms))
+            .copied()
+            .filter(|&s| snap.hot.get(s as usize).is_some_and(|h| h.healthy(now_ms)))
     };
     if healthy().next().is_none() {
         MissCause::Health
-    } else if !healthy().any(|a| a.holds(rendition, hash)) {
+    } else if !healthy().any(|s| snap.slot_holds(s, rendition, hash)) {
         MissCause::Content
     } else {
         MissCause::Saturated
     }
 }
+
+/// Most fallback clusters one decision collects.
+const FALLBACK_MAX: usize = 32;
 
 /// Ranks the appliances for `client` and `rendition` at `now_ms` (Unix milliseconds).
 /// `hash` must be [`rendition_hash`]`(rendition)` (callers compute it once).
@@ -345,22 +482,24 @@ pub fn rank(
     params: &Params,
 ) -> Ranking {
     let mut out = Vec::with_capacity(params.top_n);
-    let mut scratch = Vec::new();
     let mut matched = None;
     let mut miss = None;
-    let mut fallback: Vec<u32> = Vec::new();
+    // Fallback clusters in order, without duplicates (more than FALLBACK_MAX are cut).
+    let mut fallback = [0u32; FALLBACK_MAX];
+    let mut nf = 0;
     snap.routes.for_each_match(client, |prefix, slots| {
         let first = matched.is_none();
         if first {
             matched = Some(prefix);
         }
         for &s in slots {
-            if let Some(c) = snap.appliances.get(s as usize).map(|a| a.cluster)
+            if let Some(c) = snap.hot.get(s as usize).map(|h| h.cluster)
                 && let Some(info) = snap.topology.clusters.get(c as usize)
             {
                 for f in &info.fallback {
-                    if !fallback.contains(f) {
-                        fallback.push(*f);
+                    if nf < FALLBACK_MAX && !fallback[..nf].contains(f) {
+                        fallback[nf] = *f;
+                        nf += 1;
                     }
                 }
             }
@@ -375,7 +514,7 @@ pub fn rank(
                 now_ms,
                 params,
                 Kind::Local,
-                &mut scratch,
+                false,
                 &mut out,
             );
         }
@@ -389,14 +528,20 @@ pub fn rank(
     if matched.is_none() {
         miss = Some(MissCause::Route);
     }
-    if fallback.is_empty() {
-        fallback.extend_from_slice(&snap.topology.default_fallback);
-    }
-    for c in fallback {
+    let fallback: &[u32] = if nf == 0 {
+        &snap.topology.default_fallback
+    } else {
+        &fallback[..nf]
+    };
+    for &c in fallback {
         if out.len() >= params.top_n {
             break;
         }
-        if let Some(slots) = snap.members.get(c as usize) {
+        let (slots, known) = match snap.holders.get(c as usize) {
+            Some(h) => (h.get(&hash).map(Vec::as_slice), true),
+            None => (snap.members.get(c as usize).map(Vec::as_slice), false),
+        };
+        if let Some(slots) = slots {
             add_group(
                 snap,
                 slots,
@@ -405,7 +550,7 @@ pub fn rank(
                 now_ms,
                 params,
                 Kind::Fallback,
-                &mut scratch,
+                known,
                 &mut out,
             );
         }
@@ -519,12 +664,19 @@ site = "s1"
                     routes.entry_or_default(p.parse().unwrap()).push(i as u32);
                 }
             }
-            Snapshot {
-                appliances: self.apps.iter().cloned().map(Arc::new).collect(),
-                members: Arc::new(members),
-                routes: Arc::new(routes),
-                topology: Arc::new(self.topo.clone()),
-            }
+            let appliances: Vec<Arc<ApplianceView>> =
+                self.apps.iter().cloned().map(Arc::new).collect();
+            let holders = members
+                .iter()
+                .map(|m| Arc::new(cluster_holders(&appliances, m)))
+                .collect();
+            Snapshot::new(
+                appliances,
+                Arc::new(members),
+                Arc::new(holders),
+                Arc::new(routes),
+                Arc::new(self.topo.clone()),
+            )
         }
     }
 

@@ -26,7 +26,9 @@ use oca_common::wire::{Heartbeat, HeartbeatResponse, Load, OcaEntry, OcaState, T
 
 use crate::config::valid_appliance_id;
 use crate::error::SteeringError;
-use crate::rank::{ApplianceView, Holdings, Snapshot, Topology, rendition_hash};
+use crate::rank::{
+    ApplianceView, ClusterHolders, Holdings, Snapshot, Topology, cluster_holders, rendition_hash,
+};
 use crate::trie::PrefixTable;
 
 /// Shortest interval an appliance may claim (so a bad value cannot make it stale at once).
@@ -60,6 +62,32 @@ pub struct State {
     members: Arc<Vec<Vec<u32>>>,
     /// Prefixes or membership changed since the last [`State::rebuild_routes`].
     routes_dirty: bool,
+    /// Per cluster: who holds what.
+    holders: Arc<Vec<Arc<ClusterHolders>>>,
+    /// Changes not yet applied to `holders` ([`State::refresh_holders`]).
+    holder_ops: Vec<HolderOp>,
+}
+
+/// One pending change of a cluster's holders index: appliance `slot` now holds the
+/// renditions `add` and no longer holds `remove` (by [`rendition_hash`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct HolderOp {
+    cluster: u32,
+    slot: u32,
+    add: Vec<u64>,
+    remove: Vec<u64>,
+}
+
+/// Held = listed with at least one file (as [`ApplianceView::holds`] counts it).
+fn held(h: &Holdings, k: u64) -> bool {
+    h.get(&k).is_some_and(|e| e.files_held > 0)
+}
+
+fn held_keys(h: &Holdings) -> Vec<u64> {
+    h.iter()
+        .filter(|(_, e)| e.files_held > 0)
+        .map(|(k, _)| *k)
+        .collect()
 }
 
 /// What one heartbeat changed.
@@ -182,6 +210,10 @@ impl State {
         };
         let entry = &mut self.entries[slot as usize];
         let mut view = (*entry.view).clone();
+        let old_cluster = view.cluster;
+        let old_holdings = view.holdings.clone();
+        // Renditions a delta touched; `None` once the inventory is replaced as a whole.
+        let mut touched: Option<Vec<u64>> = Some(Vec::new());
         if view.cluster != cluster {
             changes.routes = true;
         }
@@ -195,6 +227,7 @@ impl State {
             if !view.holdings.is_empty() {
                 view.holdings = Arc::new(Holdings::default());
                 changes.inventory = true;
+                touched = None;
             }
         }
         let inv = &hb.inventory;
@@ -208,8 +241,17 @@ impl State {
             view.holdings = Arc::new(h);
             entry.generation = inv.generation;
             changes.inventory = true;
+            touched = None;
         } else if inv.base == Some(entry.generation) && !changes.new {
             if !inv.added.is_empty() || !inv.removed.is_empty() {
+                if let Some(t) = &mut touched {
+                    t.extend(inv.removed.iter().map(|r| rendition_hash(r.as_str())));
+                    t.extend(
+                        inv.added
+                            .iter()
+                            .map(|e| rendition_hash(e.rendition.as_str())),
+                    );
+                }
                 let h = Arc::make_mut(&mut view.holdings);
                 for r in &inv.removed {
                     let k = rendition_hash(r.as_str());
@@ -241,6 +283,7 @@ impl State {
         view.capacity_bps = hb.load.capacity_bps;
         view.last_heartbeat_ms = now_ms;
         view.stale_after_ms = 3 * interval_ms;
+        let new_holdings = view.holdings.clone();
         entry.view = Arc::new(view);
         entry.site = hb.site.clone();
         entry.public_urls = hb.public_urls.clone();
@@ -250,6 +293,63 @@ impl State {
         if changes.routes {
             self.routes_dirty = true;
         }
+        // The holders index follows from the inventory delta (or, when the inventory was
+        // replaced as a whole, from a diff of the two), not from a rebuild of the cluster.
+        if old_cluster != cluster {
+            let remove = held_keys(&old_holdings);
+            if !remove.is_empty() {
+                self.holder_ops.push(HolderOp {
+                    cluster: old_cluster,
+                    slot,
+                    add: Vec::new(),
+                    remove,
+                });
+            }
+            let add = held_keys(&new_holdings);
+            if !add.is_empty() {
+                self.holder_ops.push(HolderOp {
+                    cluster,
+                    slot,
+                    add,
+                    remove: Vec::new(),
+                });
+            }
+        } else if !Arc::ptr_eq(&old_holdings, &new_holdings) {
+            let (mut add, mut remove) = (Vec::new(), Vec::new());
+            match touched {
+                Some(mut keys) => {
+                    keys.sort_unstable();
+                    keys.dedup();
+                    for k in keys {
+                        match (held(&old_holdings, k), held(&new_holdings, k)) {
+                            (false, true) => add.push(k),
+                            (true, false) => remove.push(k),
+                            _ => {}
+                        }
+                    }
+                }
+                None => {
+                    add.extend(
+                        held_keys(&new_holdings)
+                            .into_iter()
+                            .filter(|&k| !held(&old_holdings, k)),
+                    );
+                    remove.extend(
+                        held_keys(&old_holdings)
+                            .into_iter()
+                            .filter(|&k| !held(&new_holdings, k)),
+                    );
+                }
+            }
+            if !add.is_empty() || !remove.is_empty() {
+                self.holder_ops.push(HolderOp {
+                    cluster,
+                    slot,
+                    add,
+                    remove,
+                });
+            }
+        }
         Ok((
             HeartbeatResponse {
                 acked_generation: self.entries[slot as usize].generation,
@@ -258,6 +358,59 @@ impl State {
             },
             changes,
         ))
+    }
+
+    /// Applies the pending inventory changes to the per-cluster holders index. Only the
+    /// clusters touched are copied (the published snapshot still shares the old ones), and
+    /// only the renditions a heartbeat added or removed are updated.
+    pub fn refresh_holders(&mut self, topo: &Topology) {
+        if self.holder_ops.is_empty() && self.holders.len() == topo.clusters.len() {
+            return;
+        }
+        let mut all: Vec<Arc<ClusterHolders>> = self.holders.as_ref().clone();
+        all.resize_with(topo.clusters.len(), Default::default);
+        for op in std::mem::take(&mut self.holder_ops) {
+            let Some(h) = all.get_mut(op.cluster as usize) else {
+                continue;
+            };
+            let m = Arc::make_mut(h);
+            for k in op.remove {
+                if let Some(v) = m.get_mut(&k) {
+                    if let Ok(i) = v.binary_search(&op.slot) {
+                        v.remove(i);
+                    }
+                    if v.is_empty() {
+                        m.remove(&k);
+                    }
+                }
+            }
+            for k in op.add {
+                let v = m.entry(k).or_default();
+                if let Err(i) = v.binary_search(&op.slot) {
+                    v.insert(i, op.slot);
+                }
+            }
+        }
+        self.holders = Arc::new(all);
+    }
+
+    /// The holders index rebuilt from every appliance's inventory (what the incremental
+    /// [`State::refresh_holders`] must equal).
+    pub fn holders_rebuilt(&self, topo: &Topology) -> Vec<ClusterHolders> {
+        let views: Vec<Arc<ApplianceView>> = self.entries.iter().map(|e| e.view.clone()).collect();
+        (0..topo.clusters.len() as u32)
+            .map(|c| {
+                let slots: Vec<u32> = (0..views.len() as u32)
+                    .filter(|&s| views[s as usize].cluster == c)
+                    .collect();
+                cluster_holders(&views, &slots)
+            })
+            .collect()
+    }
+
+    /// The current (incremental) holders index.
+    pub fn holders(&self) -> &[Arc<ClusterHolders>] {
+        &self.holders
     }
 
     /// True if prefixes or membership changed since the last rebuild.
@@ -289,12 +442,13 @@ impl State {
 
     /// The snapshot ranking reads.
     pub fn snapshot(&self, topo: &Arc<Topology>) -> Snapshot {
-        Snapshot {
-            appliances: self.entries.iter().map(|e| e.view.clone()).collect(),
-            members: self.members.clone(),
-            routes: self.routes.clone(),
-            topology: topo.clone(),
-        }
+        Snapshot::new(
+            self.entries.iter().map(|e| e.view.clone()).collect(),
+            self.members.clone(),
+            self.holders.clone(),
+            self.routes.clone(),
+            topo.clone(),
+        )
     }
 
     /// The registry as `GET /v1/ocas` lists it, in registration order.
@@ -371,6 +525,7 @@ impl Registry {
     ) -> Result<(HeartbeatResponse, Changes), SteeringError> {
         let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let r = st.apply(hb, now_ms, &self.topology, self.default_interval)?;
+        st.refresh_holders(&self.topology);
         if st.routes_dirty() {
             // Rebuilding a large prefix table costs time (about half a second for 1M
             // prefixes): when a fleet registers at once, rebuild at most once per twice the
@@ -542,6 +697,117 @@ mod tests {
         v
     }
 
+    /// The incremental holders index equals a rebuild after every step of a long random
+    /// sequence of joins, full inventories, deltas (adds, removes, entries with no file
+    /// held, removes of what is not held), restarts that empty the inventory (leaves) and
+    /// cluster moves.
+    #[test]
+    fn incremental_holders_equal_rebuild() {
+        let topo = Arc::new(Topology::from_sites(&sites()));
+        let clusters = ["isp-a", "isp-b", "ixp"];
+        let mut st = State::default();
+        let names: Vec<String> = (0..40).map(|i| format!("t{i}/720p")).collect();
+        // Per appliance: (generation, cluster index, started_at).
+        let mut apps: Vec<(u64, usize, u64)> = Vec::new();
+        struct Rng(u64);
+        impl Rng {
+            fn below(&mut self, n: u64) -> u64 {
+                self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+                crate::rank::mix64(self.0) % n
+            }
+        }
+        let mut rng = Rng(0x1234_5678);
+        let names_of = |rng: &mut Rng, k: u64| -> Vec<String> {
+            (0..k)
+                .map(|_| names[rng.below(names.len() as u64) as usize].clone())
+                .collect()
+        };
+        let mut steps = [0usize; 5];
+        for step in 0..600u64 {
+            let now = NOW + step;
+            let pick = rng.below(8) as usize;
+            let who = if apps.len() < 6 && (apps.is_empty() || pick == 0) {
+                apps.push((0, rng.below(3) as usize, 1000));
+                apps.len() - 1
+            } else {
+                rng.below(apps.len() as u64) as usize
+            };
+            let id = format!("oca-{who}");
+            let (generation, cluster, started) = apps[who];
+            let (inventory, kind) = match rng.below(10) {
+                _ if generation == 0 => {
+                    let l = {
+                        let k = rng.below(15);
+                        names_of(&mut rng, k)
+                    };
+                    let r: Vec<&str> = l.iter().map(String::as_str).collect();
+                    (full(generation + 1, &r), 0)
+                }
+                0 => {
+                    let l = {
+                        let k = rng.below(15);
+                        names_of(&mut rng, k)
+                    };
+                    let r: Vec<&str> = l.iter().map(String::as_str).collect();
+                    (full(generation + 1, &r), 0)
+                }
+                1 => {
+                    // A cluster move (with a small delta).
+                    apps[who].1 = (cluster + 1 + rng.below(2) as usize) % 3;
+                    let a = names_of(&mut rng, 2);
+                    let ar: Vec<&str> = a.iter().map(String::as_str).collect();
+                    (delta(generation, generation + 1, &ar, &[]), 1)
+                }
+                2 => {
+                    // A restart: the inventory is forgotten, then re-sent empty (a leave).
+                    apps[who].2 = started + 1;
+                    (full(1, &[]), 2)
+                }
+                _ => {
+                    let a = {
+                        let k = rng.below(4);
+                        names_of(&mut rng, k)
+                    };
+                    let r = {
+                        let k = rng.below(4);
+                        names_of(&mut rng, k)
+                    };
+                    let ar: Vec<&str> = a.iter().map(String::as_str).collect();
+                    let rr: Vec<&str> = r.iter().map(String::as_str).collect();
+                    let mut inv = delta(generation, generation + 1, &ar, &rr);
+                    // Sometimes an entry with no file held (listed, not held).
+                    if let Some(e) = inv.added.first_mut()
+                        && rng.below(4) == 0
+                    {
+                        e.files_held = 0;
+                    }
+                    (inv, 3 + usize::from(!inv_is_small(&ar, &rr)))
+                }
+            };
+            steps[kind] += 1;
+            let mut h = hb(&id, inventory);
+            h.cluster = clusters[apps[who].1].into();
+            h.started_at = apps[who].2;
+            let (resp, _) = st.apply(&h, now, &topo, Duration::from_secs(1)).unwrap();
+            apps[who].0 = resp.acked_generation;
+            assert!(!resp.want_full_inventory, "step {step}: delta refused");
+            st.refresh_holders(&topo);
+            let rebuilt = st.holders_rebuilt(&topo);
+            let inc: Vec<ClusterHolders> = st.holders().iter().map(|h| (**h).clone()).collect();
+            assert_eq!(inc, rebuilt, "step {step} (kind {kind})");
+        }
+        // The sequence exercised every kind of change.
+        assert!(steps.iter().all(|&n| n > 0), "{steps:?}");
+        assert!(
+            st.holders().iter().map(|h| h.len()).sum::<usize>() > 0,
+            "the index is not trivially empty"
+        );
+    }
+
+    fn inv_is_small(a: &[&str], r: &[&str]) -> bool {
+        a.len() + r.len() <= 2
+    }
+
     #[test]
     fn inventory_by_generation() {
         let topo = Arc::new(Topology::from_sites(&sites()));
@@ -614,6 +880,11 @@ mod tests {
             &vec![0, 1]
         );
         assert_eq!(snap.members[0], vec![0, 1]);
+        // The holders index of cluster isp-a is behind until refreshed.
+        st.refresh_holders(&topo);
+        let snap = st.snapshot(&topo);
+        assert_eq!(snap.holders[0].get(&rendition_hash("t/1")), Some(&vec![0]));
+        assert!(snap.holders[1].is_empty());
         assert_eq!(st.counts(NOW), [1, 0, 1, 0]);
         // 3 intervals of 200 ms: stale after 600 ms.
         assert_eq!(st.counts(NOW + 601), [0, 0, 1, 1]);

@@ -1,6 +1,8 @@
 //! Helpers of the steering end-to-end tests (`tests/steering.rs`): a real `steering serve`
 //! process with a sites file, the appliances' signing key and heartbeat tokens, and real
-//! `oca serve` processes that heartbeat to it every 200 ms.
+//! `oca serve` processes that heartbeat to it every 200 ms. [`ControlPlaneDb`] prepares a
+//! real control-plane SQLite database (catalog, plans, users, appliance tokens, signing key)
+//! that the steering process opens through its `[control-plane]` section.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -129,16 +131,117 @@ pub struct Steering {
     pub tokens: BTreeMap<String, String>,
 }
 
-impl Steering {
-    /// Starts steering for appliances `ids` (each gets a random token), signing with the key
-    /// file at `keys`, trusting `X-Forwarded-For` from 127.0.0.1.
-    pub fn start(keys: &Path, ids: &[&str]) -> Steering {
+/// A control-plane database for the e2e tests: title `movie` with renditions `720p`
+/// (height 720) and `1080p` (height 1080) whose files are the fixture's; plans `hd` (1080),
+/// `sd` (720) and `audio` (0); users `alice` (hd), `bob` (sd) and `carol` (audio); one
+/// appliance token per appliance id. The key-encryption key is in a file next to it.
+pub struct ControlPlaneDb {
+    /// Holds the database, the KEK file and control-plane's config.
+    pub dir: tempfile::TempDir,
+    /// control-plane's config file (what steering's `control-plane.config-file` names).
+    pub config: PathBuf,
+    /// The same database, open in the test process too (SQLite WAL: both may use it).
+    pub cp: control_plane::ControlPlane,
+    /// Appliance bearer tokens (`oa1.{id}.{secret}`) by id.
+    pub appliance_tokens: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for ControlPlaneDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ControlPlaneDb")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ControlPlaneDb {
+    /// Creates the database with `fx`'s 720p and 1080p files in the catalog.
+    pub fn new(fx: &Fixture, appliance_ids: &[&str]) -> ControlPlaneDb {
+        use base64::Engine as _;
         let dir = tempfile::Builder::new()
-            .prefix("steering-e2e-")
+            .prefix("cp-e2e-")
             .tempdir()
             .expect("temp dir");
-        std::fs::write(dir.path().join("sites.toml"), SITES).expect("sites");
-        std::fs::copy(keys, dir.path().join("signing-keys.toml")).expect("copy keys");
+        let kek = base64::engine::general_purpose::STANDARD.encode(crate::random_bytes(32));
+        std::fs::write(dir.path().join("kek"), &kek).expect("kek");
+        let config = dir.path().join("control-plane.toml");
+        std::fs::write(
+            &config,
+            "[database]\npath = \"cp.db\"\n[kek]\nkey-file = \"kek\"\n",
+        )
+        .expect("cp config");
+        let cfg = control_plane::Config::load(&config).expect("cp config loads");
+        let cp = control_plane::ControlPlane::open(&cfg).expect("cp opens");
+        let mut catalog = String::from(
+            "[[title]]\nid = \"movie\"\nname = \"Movie\"\ngenres = [\"drama\"]\nregions = []\n",
+        );
+        for (rend, codec, w, h) in [
+            ("1080p", "avc1.640028", 1920, 1080),
+            ("720p", "avc1.64001f", 1280, 720),
+        ] {
+            catalog += &format!(
+                "[[title.rendition]]\nid = \"{rend}\"\ncodec = \"{codec}\"\nwidth = {w}\n\
+                 height = {h}\nbitrate-kbps = 3000\n"
+            );
+            for file in ["init.mp4", "seg-00001.m4s"] {
+                let data = fx.object(&format!("movie/{rend}/{file}"));
+                catalog += &format!(
+                    "[[title.rendition.file]]\nname = \"{file}\"\nsize = {}\nsha256 = \"{}\"\n",
+                    data.len(),
+                    crate::sha256_hex(data)
+                );
+            }
+        }
+        let now = crate::now_unix();
+        cp.import_catalog_toml(&catalog, now)
+            .expect("catalog imports");
+        for (name, max_height) in [("hd", 1080), ("sd", 720), ("audio", 0)] {
+            cp.set_plan(&control_plane::Plan {
+                name: name.into(),
+                max_height,
+            })
+            .expect("plan");
+        }
+        for (user, plan) in [("alice", "hd"), ("bob", "sd"), ("carol", "audio")] {
+            cp.put_user(user, plan).expect("user");
+        }
+        let appliance_tokens = appliance_ids
+            .iter()
+            .map(|id| {
+                (
+                    id.to_string(),
+                    cp.register_appliance(id).expect("appliance"),
+                )
+            })
+            .collect();
+        ControlPlaneDb {
+            dir,
+            config,
+            cp,
+            appliance_tokens,
+        }
+    }
+
+    /// The control plane's newest signing key as `(kid, secret)`, for the appliances.
+    pub fn signing_key(&self) -> (String, Vec<u8>) {
+        let keys = self.cp.signing_keys().expect("keys");
+        let k = keys.newest().expect("a live key");
+        (k.kid.clone(), k.secret.clone())
+    }
+
+    /// A player token for `user`.
+    pub fn player_token(&self, user: &str) -> String {
+        self.cp
+            .issue_player_token(user, crate::now_unix())
+            .expect("token")
+            .token
+    }
+}
+
+impl Steering {
+    /// Starts steering for appliances `ids` (each gets a random token), signing with the key
+    /// file at `keys`, trusting `X-Forwarded-For` from 127.0.0.1, without a control plane.
+    pub fn start(keys: &Path, ids: &[&str]) -> Steering {
         let tokens: BTreeMap<String, String> = ids
             .iter()
             .map(|id| {
@@ -148,6 +251,34 @@ impl Steering {
                 )
             })
             .collect();
+        Self::start_inner(Some(keys), None, tokens)
+    }
+
+    /// Starts steering with the control plane of `db`: its signing keys, its appliance
+    /// tokens (no static ones), the player routes served.
+    pub fn start_with_control_plane(db: &ControlPlaneDb) -> Steering {
+        Self::start_inner(None, Some(&db.config), db.appliance_tokens.clone())
+    }
+
+    fn start_inner(
+        keys: Option<&Path>,
+        cp_config: Option<&Path>,
+        tokens: BTreeMap<String, String>,
+    ) -> Steering {
+        let dir = tempfile::Builder::new()
+            .prefix("steering-e2e-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::write(dir.path().join("sites.toml"), SITES).expect("sites");
+        if let Some(keys) = keys {
+            std::fs::copy(keys, dir.path().join("signing-keys.toml")).expect("copy keys");
+        }
+        // Without a key file the keys come from the control plane.
+        let keys_line = if keys.is_some() {
+            "keys-file = \"signing-keys.toml\"\n"
+        } else {
+            ""
+        };
         let mut last = String::new();
         for attempt in 0..5 {
             let port = Ports::free().admin;
@@ -162,16 +293,25 @@ worker-threads = 2
 sites-file = "sites.toml"
 origin-url = "https://origin.test/o"
 [urls]
-keys-file = "signing-keys.toml"
-expiry = "1h"
+{keys_line}expiry = "1h"
 [heartbeat]
 interval = "{}ms"
-[heartbeat.tokens]
 "#,
                 INTERVAL.as_millis()
             );
-            for (id, t) in &tokens {
-                text += &format!("{id} = \"{}\"\n", crate::sha256_hex(t.as_bytes()));
+            match cp_config {
+                Some(c) => {
+                    text += &format!("[control-plane]\nconfig-file = {:?}\n", c.display());
+                }
+                None => {
+                    text += "[control-plane]\nenabled = false\n";
+                }
+            }
+            text += "[heartbeat.tokens]\n";
+            if cp_config.is_none() {
+                for (id, t) in &tokens {
+                    text += &format!("{id} = \"{}\"\n", crate::sha256_hex(t.as_bytes()));
+                }
             }
             let config = dir.path().join("steering.toml");
             std::fs::write(&config, text).expect("config");
