@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod key;
+pub mod rendezvous;
 pub mod sites;
 pub mod token;
 pub mod units;

@@ -41,6 +41,7 @@ fn history(titles: usize) -> (Vec<DailyViews>, Vec<Launch>, Vec<Exposure>) {
                 .iter()
                 .map(|r| RenditionId::new(&format!("launch-{i}"), r).expect("valid"))
                 .collect(),
+            prior_quantile: None,
         })
         .collect();
     let exposure = names

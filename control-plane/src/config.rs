@@ -206,6 +206,7 @@ impl ForecastConfig {
             launch_prior_quantile: self.launch_prior_quantile,
             launch_prior_min_views: self.launch_prior_min_views,
             exposure_conversion: self.exposure_conversion,
+            ..ForecastParams::default()
         }
     }
 }

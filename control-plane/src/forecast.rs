@@ -10,11 +10,24 @@
 //!    series' first view do not count, so a young series is not diluted);
 //! 3. forecast = level × the target weekday's factor.
 //!
+//! With `share_half_life_days` set, the level is formed per **title** (the sum of its
+//! renditions' levels) and split over the title's renditions by their own shares with that
+//! (longer) half-life: a title's total moves fast, the mix of its renditions and episodes is
+//! stable, and per-rendition counts are too noisy to follow day by day. Then, with
+//! `launch_decay`, titles whose launch (a calendar entry before the target day) is inside
+//! the window are **projected along the launch decay**: the pooled day-over-day ratio `ρ` of
+//! the views of every such title after its launch day (at most 1) is estimated from the
+//! history, and each past day `k` days before the target counts as `views · ρ^k` (days before
+//! the launch do not count). A title's views fall for days after its launch, so a plain
+//! recent mean would overestimate it.
+//!
 //! Then the **launch calendar**: a title launching on the target day gets, in every region it
 //! launches in, a prior equal to the `launch_prior_quantile` of the region's per-title
-//! forecasts (at least `launch_prior_min_views`), spread over its renditions by the region's
-//! mix of rendition names (uniform when unknown); a rendition keeps the larger of prior and
-//! history. Last, **recommendation exposure**: `exposure_conversion × impressions` extra views
+//! forecasts (at least `launch_prior_min_views`; a launch's own `prior_quantile`, e.g. 1.0 for
+//! a tentpole, overrides the quantile), spread over its renditions by the mix of rendition
+//! names among the region's titles that cover at least half of the launch's names (the
+//! region's whole mix when none does; uniform when unknown); a rendition keeps the larger of
+//! prior and history. Last, **recommendation exposure**: `exposure_conversion × impressions` extra views
 //! for the title in that region, spread over its renditions in proportion to their forecast.
 //!
 //! Inputs are plain lists, so a bench or the fill controller can drive it from any history
@@ -58,7 +71,7 @@ impl DailyViews {
 }
 
 /// A title on the launch calendar.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Launch {
     /// Title id.
     pub title: String,
@@ -68,6 +81,10 @@ pub struct Launch {
     pub regions: Vec<String>,
     /// Its renditions.
     pub renditions: Vec<RenditionId>,
+    /// Quantile of the region's per-title forecasts this launch starts at, instead of
+    /// [`ForecastParams::launch_prior_quantile`] (a tentpole: 1.0, the top title).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prior_quantile: Option<f64>,
 }
 
 /// Recommendation impressions of a title in a region (over the last day).
@@ -86,6 +103,13 @@ pub struct Exposure {
 pub struct ForecastParams {
     /// Half-life of the recent-days weighting, in days.
     pub half_life_days: f64,
+    /// Half-life of the weighting of a title's rendition shares, in days; `None`: every
+    /// rendition is forecast on its own (no per-title level).
+    pub share_half_life_days: Option<f64>,
+    /// Weight, in (decayed) views, of the pooled prior a title's rendition shares are shrunk
+    /// towards: the mix of rendition names among the region's titles that have views on at
+    /// least half of the title's names. 0 = the title's own shares only.
+    pub share_prior_views: f64,
     /// How many days back to look.
     pub history_days: u32,
     /// Days of regional history needed before weekday factors are used.
@@ -96,17 +120,23 @@ pub struct ForecastParams {
     pub launch_prior_min_views: f64,
     /// Extra views per recommendation impression.
     pub exposure_conversion: f64,
+    /// Project recently launched titles forward along the launch decay (needs
+    /// `share_half_life_days`; see [`forecast`]).
+    pub launch_decay: bool,
 }
 
 impl Default for ForecastParams {
     fn default() -> Self {
         ForecastParams {
             half_life_days: 3.0,
+            share_half_life_days: Some(14.0),
+            share_prior_views: 0.0,
             history_days: 28,
             min_season_days: 14,
             launch_prior_quantile: 0.9,
             launch_prior_min_views: 10.0,
             exposure_conversion: 0.02,
+            launch_decay: true,
         }
     }
 }
@@ -174,6 +204,41 @@ fn seasonality(totals: &Days, from: i64, min_days: u32) -> [f64; 7] {
     f
 }
 
+/// The mix of rendition names among the region's titles (other than the launch) that have
+/// views on at least half of the launch's rendition names; `None` when no title does.
+fn launch_mix<'a>(
+    l: &Launch,
+    region: &str,
+    series: &HashMap<(&'a RenditionId, &'a str), Days>,
+) -> Option<HashMap<&'a str, f64>> {
+    let names: BTreeSet<&str> = l.renditions.iter().map(|r| r.rendition()).collect();
+    names_mix(&names, &l.title, region, series)
+}
+
+/// The mix of rendition names among the region's titles other than `title` that have views
+/// on at least half of `names`; `None` when no title does.
+fn names_mix<'a>(
+    names: &BTreeSet<&str>,
+    title: &str,
+    region: &str,
+    series: &HashMap<(&'a RenditionId, &'a str), Days>,
+) -> Option<HashMap<&'a str, f64>> {
+    let mut covered: HashMap<&str, usize> = HashMap::new();
+    for (rid, r) in series.keys() {
+        if *r == region && rid.title() != title && names.contains(rid.rendition()) {
+            *covered.entry(rid.title()).or_insert(0) += 1;
+        }
+    }
+    let need = names.len().div_ceil(2).max(1);
+    let mut mix: HashMap<&'a str, f64> = HashMap::new();
+    for ((rid, r), days) in series {
+        if *r == region && covered.get(rid.title()).is_some_and(|n| *n >= need) {
+            *mix.entry(rid.rendition()).or_insert(0.0) += days.views.iter().sum::<f64>();
+        }
+    }
+    (mix.values().sum::<f64>() > 0.0).then_some(mix)
+}
+
 fn quantile(mut v: Vec<f64>, q: f64) -> Option<f64> {
     if v.is_empty() {
         return None;
@@ -202,6 +267,7 @@ pub fn forecast(
     // Aggregate with borrowed keys: no allocation per row.
     let mut series: HashMap<(&RenditionId, &str), Days> = HashMap::new();
     let mut totals: HashMap<&str, Days> = HashMap::new();
+    let mut title_days: HashMap<(&str, &str), Days> = HashMap::new();
     let mut mix: HashMap<&str, HashMap<&str, f64>> = HashMap::new();
     for h in history
         .iter()
@@ -216,6 +282,12 @@ pub fn forecast(
             .entry(&h.region)
             .or_insert_with(|| Days::new(len))
             .add(idx, h.views);
+        if params.share_half_life_days.is_some() {
+            title_days
+                .entry((h.rendition.title(), &h.region))
+                .or_insert_with(|| Days::new(len))
+                .add(idx, h.views);
+        }
         *mix.entry(&h.region)
             .or_default()
             .entry(h.rendition.rendition())
@@ -235,20 +307,141 @@ pub fn forecast(
     let weight: Vec<f64> = (0..len)
         .map(|i| 0.5f64.powf((target_day as f64 - (from as f64 + i as f64) - 1.0) / hl))
         .collect();
-    let mut out: BTreeMap<(RenditionId, String), f64> = BTreeMap::new();
-    for ((rid, region), days) in &series {
-        let s = season.get(region).copied().unwrap_or([1.0; 7]);
+    // Deseasonalised level of a day series: weighted mean from its first day with views.
+    let level = |days: &Days, s: &[f64; 7]| -> f64 {
         let (mut num, mut den) = (0.0, 0.0);
         for (i, v) in days.views.iter().enumerate().skip(days.first) {
             let w = weight[i];
             num += w * v / s[weekday(from + i as i64)];
             den += w;
         }
-        let level = if den > 0.0 { num / den } else { 0.0 };
-        out.insert(
-            ((*rid).clone(), (*region).to_owned()),
-            level * s[weekday(target_day)],
-        );
+        if den > 0.0 { num / den } else { 0.0 }
+    };
+    let mut out: BTreeMap<(RenditionId, String), f64> = BTreeMap::new();
+    match params.share_half_life_days {
+        None => {
+            for ((rid, region), days) in &series {
+                let s = season.get(region).copied().unwrap_or([1.0; 7]);
+                out.insert(
+                    ((*rid).clone(), (*region).to_owned()),
+                    level(days, &s) * s[weekday(target_day)],
+                );
+            }
+        }
+        Some(share_hl) => {
+            // Per-title level, split by the renditions' slower-moving shares.
+            let share_hl = if share_hl > 0.0 {
+                share_hl
+            } else {
+                f64::INFINITY
+            };
+            let share_w: Vec<f64> = (0..len)
+                .map(|i| {
+                    0.5f64.powf((target_day as f64 - (from as f64 + i as f64) - 1.0) / share_hl)
+                })
+                .collect();
+            let mut share: HashMap<(&RenditionId, &str), f64> = HashMap::new();
+            let mut share_sum: HashMap<(&str, &str), f64> = HashMap::new();
+            for ((rid, region), days) in &series {
+                let x: f64 = days.views.iter().zip(&share_w).map(|(v, w)| v * w).sum();
+                share.insert((rid, region), x);
+                *share_sum.entry((rid.title(), region)).or_insert(0.0) += x;
+            }
+            // Recent launches and the pooled day-over-day decay after them.
+            let launched: HashMap<&str, usize> = launches
+                .iter()
+                .filter(|l| params.launch_decay && l.day >= from && l.day < history_end)
+                .map(|l| (l.title.as_str(), (l.day - from) as usize))
+                .collect();
+            let (mut after, mut before) = (0.0, 0.0);
+            for ((t, _), days) in &title_days {
+                if let Some(&li) = launched.get(t) {
+                    for i in li + 1..len {
+                        after += days.views[i];
+                        before += days.views[i - 1];
+                    }
+                }
+            }
+            let rho = if before > 0.0 && after > 0.0 {
+                (after / before).min(1.0)
+            } else {
+                1.0
+            };
+            let title_level: HashMap<(&str, &str), f64> = title_days
+                .iter()
+                .map(|((t, region), days)| {
+                    let s = season.get(region).copied().unwrap_or([1.0; 7]);
+                    let lvl = match launched.get(t) {
+                        Some(&li) => {
+                            let (mut num, mut den) = (0.0, 0.0);
+                            for (i, v) in days.views.iter().enumerate().skip(li.max(days.first)) {
+                                let k = target_day - (from + i as i64);
+                                num += weight[i] * v * rho.powi(k as i32)
+                                    / s[weekday(from + i as i64)];
+                                den += weight[i];
+                            }
+                            if den > 0.0 { num / den } else { 0.0 }
+                        }
+                        None => level(days, &s),
+                    };
+                    ((*t, *region), lvl * s[weekday(target_day)])
+                })
+                .collect();
+            // Pooled prior shares, per distinct set of rendition names.
+            let k = params.share_prior_views.max(0.0);
+            let mut names: HashMap<(&str, &str), BTreeSet<&str>> = HashMap::new();
+            if k > 0.0 {
+                for (rid, region) in series.keys() {
+                    names
+                        .entry((rid.title(), region))
+                        .or_default()
+                        .insert(rid.rendition());
+                }
+            }
+            let mut priors: HashMap<(&str, Vec<&str>), HashMap<&str, f64>> = HashMap::new();
+            for ((_, region), set) in &names {
+                let key = (*region, set.iter().copied().collect::<Vec<_>>());
+                if priors.contains_key(&key) {
+                    continue;
+                }
+                // Every title counts (the title's own views too), so titles with the same
+                // names share one prior.
+                let mix = names_mix(set, "", region, &series).unwrap_or_default();
+                let sum: f64 = set.iter().map(|n| mix.get(n).copied().unwrap_or(0.0)).sum();
+                let p = set
+                    .iter()
+                    .map(|n| {
+                        let x = mix.get(n).copied().unwrap_or(0.0);
+                        (
+                            *n,
+                            if sum > 0.0 {
+                                x / sum
+                            } else {
+                                1.0 / set.len() as f64
+                            },
+                        )
+                    })
+                    .collect();
+                priors.insert(key, p);
+            }
+            for ((rid, region), x) in &share {
+                let key = (rid.title(), *region);
+                let sum = share_sum.get(&key).copied().unwrap_or(0.0);
+                let lvl = title_level.get(&key).copied().unwrap_or(0.0);
+                let prior = names
+                    .get(&key)
+                    .and_then(|set| priors.get(&(*region, set.iter().copied().collect())))
+                    .and_then(|p| p.get(rid.rendition()))
+                    .copied()
+                    .unwrap_or(0.0);
+                let v = if sum + k > 0.0 {
+                    lvl * (x + k * prior) / (sum + k)
+                } else {
+                    0.0
+                };
+                out.insert(((*rid).clone(), (*region).to_owned()), v);
+            }
+        }
     }
 
     // Launch prior.
@@ -281,14 +474,20 @@ pub fn forecast(
                         .collect()
                 })
                 .unwrap_or_default();
-            let prior = quantile(per_title, params.launch_prior_quantile)
+            let q = l.prior_quantile.unwrap_or(params.launch_prior_quantile);
+            let prior = quantile(per_title, q)
                 .unwrap_or(0.0)
                 .max(params.launch_prior_min_views);
-            let m = mix.get(region.as_str());
+            let m = launch_mix(l, &region, &series).or_else(|| mix.get(region.as_str()).cloned());
             let weights: Vec<f64> = l
                 .renditions
                 .iter()
-                .map(|r| m.and_then(|m| m.get(r.rendition())).copied().unwrap_or(0.0))
+                .map(|r| {
+                    m.as_ref()
+                        .and_then(|m| m.get(r.rendition()))
+                        .copied()
+                        .unwrap_or(0.0)
+                })
                 .collect();
             let wsum: f64 = weights.iter().sum();
             let n = l.renditions.len() as f64;
@@ -502,6 +701,7 @@ mod tests {
             day: target,
             regions: vec![],
             renditions: vec![rid("new/720p"), rid("new/1080p")],
+            prior_quantile: None,
         };
         let p = ForecastParams {
             launch_prior_quantile: 0.5,
@@ -531,6 +731,134 @@ mod tests {
         };
         let f = forecast(target, target, &h, &[elsewhere], &[], &p);
         assert!((get(&f, "new/720p", "BE") - 5.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn title_level_split_by_stable_shares() {
+        // 13 days split 50/50, then one day all on 720p; the title does 100 a day throughout.
+        let target = 20_500;
+        let mut h = Vec::new();
+        for d in target - 14..target - 1 {
+            h.push(dv(d, "a/720p", "NL", 50.0));
+            h.push(dv(d, "a/1080p", "NL", 50.0));
+        }
+        h.push(dv(target - 1, "a/720p", "NL", 100.0));
+        let p = ForecastParams::default();
+        let f = forecast(target, target, &h, &[], &[], &p);
+        let (hd, sd) = (get(&f, "a/720p", "NL"), get(&f, "a/1080p", "NL"));
+        assert!(
+            (hd + sd - 100.0).abs() < 1e-9,
+            "the title's level is kept: {hd} + {sd}"
+        );
+        assert!(
+            hd / sd < 1.3,
+            "one day does not flip the split: {hd} / {sd}"
+        );
+        // Per rendition, 1080p's level drops with its last day.
+        let own = ForecastParams {
+            share_half_life_days: None,
+            ..p.clone()
+        };
+        let f = forecast(target, target, &h, &[], &[], &own);
+        assert!(get(&f, "a/720p", "NL") / get(&f, "a/1080p", "NL") > 1.5);
+    }
+
+    #[test]
+    fn shares_shrink_towards_the_pooled_mix() {
+        let target = 20_500;
+        let mut h = Vec::new();
+        for d in target - 7..target {
+            for t in ["b", "c", "d"] {
+                h.push(dv(d, &format!("{t}/720p"), "NL", 300.0));
+                h.push(dv(d, &format!("{t}/1080p"), "NL", 100.0));
+            }
+            h.push(dv(d, "a/720p", "NL", 10.0));
+            h.push(dv(d, "a/1080p", "NL", 10.0));
+        }
+        let ratio = |k: f64| {
+            let p = ForecastParams {
+                share_prior_views: k,
+                ..ForecastParams::default()
+            };
+            let f = forecast(target, target, &h, &[], &[], &p);
+            get(&f, "a/720p", "NL") / get(&f, "a/1080p", "NL")
+        };
+        assert!((ratio(0.0) - 1.0).abs() < 1e-9, "own shares: 1:1");
+        // The pool: b, c, d and a itself.
+        let pooled = (900.0 + 10.0) / (300.0 + 10.0);
+        assert!((ratio(1e12) - pooled).abs() < 1e-6, "{}", ratio(1e12));
+        let mid = ratio(50.0);
+        assert!(mid > 1.05 && mid < 2.95, "{mid}");
+    }
+
+    #[test]
+    fn recent_launch_follows_its_decay() {
+        // Launched four days ago, halving every day; an old title stays flat.
+        let target = 20_500;
+        let mut h: Vec<_> = (target - 14..target)
+            .map(|d| dv(d, "old/720p", "NL", 100.0))
+            .collect();
+        for (k, v) in [(4, 800.0), (3, 400.0), (2, 200.0), (1, 100.0)] {
+            h.push(dv(target - k, "new/720p", "NL", v));
+        }
+        let launch = Launch {
+            title: "new".into(),
+            day: target - 4,
+            regions: vec![],
+            renditions: vec![rid("new/720p")],
+            prior_quantile: None,
+        };
+        let p = ForecastParams {
+            min_season_days: 365,
+            ..ForecastParams::default()
+        };
+        let f = forecast(target, target, &h, std::slice::from_ref(&launch), &[], &p);
+        // Every past day projected by 0.5 per day gives 50.
+        assert!(
+            (get(&f, "new/720p", "NL") - 50.0).abs() < 1e-9,
+            "{}",
+            get(&f, "new/720p", "NL")
+        );
+        assert!((get(&f, "old/720p", "NL") - 100.0).abs() < 1e-9);
+        let off = ForecastParams {
+            launch_decay: false,
+            ..p
+        };
+        let f = forecast(target, target, &h, &[launch], &[], &off);
+        assert!(get(&f, "new/720p", "NL") > 150.0);
+    }
+
+    #[test]
+    fn a_tentpole_starts_at_the_top_title() {
+        let target = 20_500;
+        let mut h = Vec::new();
+        for d in target - 14..target {
+            for (t, v) in [("a", 10.0), ("b", 50.0), ("c", 200.0)] {
+                h.push(dv(d, &format!("{t}/720p"), "NL", v * 0.75));
+                h.push(dv(d, &format!("{t}/1080p"), "NL", v * 0.25));
+            }
+        }
+        let launch = Launch {
+            title: "big".into(),
+            day: target,
+            regions: vec![],
+            renditions: vec![rid("big/720p"), rid("big/1080p")],
+            prior_quantile: Some(1.0),
+        };
+        let f = forecast(
+            target,
+            target,
+            &h,
+            &[launch],
+            &[],
+            &ForecastParams::default(),
+        );
+        assert!((get(&f, "big/720p", "NL") - 150.0).abs() < 1e-6);
+        assert!((get(&f, "big/1080p", "NL") - 50.0).abs() < 1e-6);
+        // The launch round-trips through JSON; `prior_quantile` may be left out.
+        let j = r#"{"title":"x","day":1,"regions":[],"renditions":["x/720p"]}"#;
+        let l: Launch = serde_json::from_str(j).unwrap();
+        assert_eq!(l.prior_quantile, None);
     }
 
     #[test]

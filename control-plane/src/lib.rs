@@ -800,6 +800,7 @@ impl ControlPlane {
                         .iter()
                         .map(|r| catalog::rendition_id(t, r))
                         .collect::<Result<_>>()?,
+                    prior_quantile: None,
                 });
             }
         }

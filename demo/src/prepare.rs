@@ -277,6 +277,7 @@ listen = "127.0.0.1:{admin}"
 token-sha256 = "{admin_hash}"
 
 [storage]
+root = ""
 state-dir = "state"
 ram-bytes = "8MiB"
 
@@ -307,6 +308,10 @@ access-log = true
             http = ports.http,
             admin = ports.admin,
         );
+        for d in ["flash0", "disk0"] {
+            let p = dir.join(format!("{id}/{d}"));
+            std::fs::create_dir_all(&p).map_err(io(format!("creating {}", p.display())))?;
+        }
         let path = dir.join(format!("{id}/oca.toml"));
         write(&path, text.as_bytes())?;
         appliance_configs.push(path);
@@ -320,7 +325,39 @@ access-log = true
         steering_toml(steering_port).as_bytes(),
     )?;
     let fill_config = dir.join("fill-controller.toml");
-    write(&fill_config, fill_toml(steering_port).as_bytes())?;
+    write(&fill_config, fill_toml().as_bytes())?;
+    // The fill controller's view of the appliances (admin ports, capacities) and tomorrow's
+    // demand: every rendition watched in both regions (a region per site).
+    let mut apps = String::from("# Written by oca-demo: the appliances the fill controller fills.\n");
+    for (id, (ports, cluster)) in appliance_ids
+        .iter()
+        .zip(appliance_ports.iter().zip(["isp1-a", "ixp"]))
+    {
+        let _ = write!(
+            apps,
+            "\n[[appliance]]\nid = \"{id}\"\ncluster = \"{cluster}\"\n\
+             admin-url = \"http://127.0.0.1:{}\"\nadmin-token-file = \"admin-token\"\n\
+             flash = \"64MiB\"\ndisk = \"256MiB\"\n",
+            ports.admin
+        );
+    }
+    write(&dir.join("appliances.toml"), apps.as_bytes())?;
+    let mut rows = Vec::new();
+    for (id, ..) in RENDITIONS {
+        for (region, views) in [("isp1", 120.0), ("ixp", 40.0)] {
+            rows.push(serde_json::json!({
+                "rendition": format!("{TITLE}/{id}"),
+                "region": region,
+                "views": views,
+            }));
+        }
+    }
+    write(
+        &dir.join("forecast.json"),
+        serde_json::to_string_pretty(&rows)
+            .unwrap_or_default()
+            .as_bytes(),
+    )?;
     Ok(Prepared {
         dir: dir.clone(),
         origin,
@@ -351,20 +388,34 @@ sites-file = "sites.toml"
 origin-url = "https://origin.invalid/o"
 
 [urls]
-keys-file = "signing-keys.toml"
+# Empty: the control plane's live signing keys (the appliances got them as a key file).
+keys-file = ""
 expiry = "1h"
 
 [heartbeat]
 interval = "1s"
+
+[control-plane]
+enabled = true
+config-file = "control-plane.toml"
 "#
     )
 }
 
 /// The fill controller's config.
-fn fill_toml(steering_port: u16) -> String {
-    format!(
-        r#"# Written by oca-demo. See fill-controller/etc/fill-controller.toml for every key.
-# steering: http://127.0.0.1:{steering_port}
+fn fill_toml() -> String {
+    r#"# Written by oca-demo. See fill-controller/etc/fill-controller.toml for every key.
+sites-file = "sites.toml"
+state-dir = "fill-state"
+
+[inputs]
+appliances-file = "appliances.toml"
+catalog-file = "catalog.toml"
+forecast-file = "forecast.json"
+
+[origin]
+kind = "dir"
+path = "origin"
 "#
-    )
+    .to_string()
 }

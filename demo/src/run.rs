@@ -180,34 +180,84 @@ pub async fn run(dir: &Path, once: bool) -> Result<(), DemoError> {
     report.map(|_| ())
 }
 
-/// The fill: plan from steering's registry and the catalog, pull from the origin directory.
-async fn fill(_p: &Prepared) -> Result<(), DemoError> {
+/// The fill: the fill controller plans from the catalog, tomorrow's forecast and the
+/// appliances' inventories, then pulls from the origin directory into both appliances now
+/// (a real night would wait for each site's window).
+async fn fill(p: &Prepared) -> Result<(), DemoError> {
+    let cfg = fill_controller::config::Config::load(&p.fill_config)?;
+    let mut registry = prometheus_client::registry::Registry::default();
+    let metrics = fill_controller::metrics::Metrics::register(&mut registry);
+    let (saved, report) = fill_controller::nightly::plan_and_run_now(&cfg, metrics).await?;
+    println!(
+        "oca-demo: fill plan {}: {} fill(s), {} deletion(s); done:",
+        saved.id,
+        saved.plan.fills.len(),
+        saved.plan.deletes.len()
+    );
+    for (id, r) in &report {
+        let filled: Vec<String> = r.filled.iter().map(|x| x.to_string()).collect();
+        println!(
+            "  {id}: {} bytes, filled [{}]{}",
+            r.bytes,
+            filled.join(", "),
+            if r.failed.is_empty() {
+                String::new()
+            } else {
+                format!(", FAILED {:?}", r.failed)
+            }
+        );
+        if !r.failed.is_empty() {
+            return Err(DemoError::Setup(format!("the fill of {id} failed: {:?}", r.failed)));
+        }
+    }
     Ok(())
 }
 
-/// The player: asks steering, fetches a segment from the first URL, checks its bytes.
+/// The player: asks steering for a playback (bearer token), fetches a segment from the first
+/// URL over HTTPS, checks its bytes against the origin's.
 async fn player(p: &Prepared, tls: &tokio_rustls::TlsConnector) -> Result<String, DemoError> {
     let (rendition, _, _, _, _, seg_bytes) = RENDITIONS[0];
-    let rid = format!("{TITLE}/{rendition}");
+    let (user, plan, token) = p.players[0].clone();
     let sp = p.steering_port;
-    let urls: Vec<String> = wait_for("steering to offer an appliance URL", || {
-        let q = format!("/v1/steer?rendition={rid}");
-        async move {
-            let r = request(sp, None, "GET", &q, &[], Vec::new()).await.ok()?;
-            let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-            let urls: Vec<String> = v["urls"]
-                .as_array()?
-                .iter()
-                .filter_map(|u| u["url"].as_str().or(u.as_str()).map(str::to_owned))
-                .filter(|u| u.starts_with("https://localhost"))
-                .collect();
-            (!urls.is_empty()).then_some(urls)
-        }
-    })
-    .await?;
-    let base = &urls[0];
-    let url = url_for(base, "seg-00001.m4s");
-    let (port, path) = split_url(&url).ok_or_else(|| DemoError::Player(format!("odd URL {url}")))?;
+    let auth = format!("Bearer {token}");
+    let body = format!(r#"{{"title": "{TITLE}"}}"#).into_bytes();
+    // Steering offers an appliance once a heartbeat has told it the rendition is held.
+    let answer: oca_common::wire::PlaybackResponse =
+        wait_for("steering to offer an appliance URL", || {
+            let auth = auth.clone();
+            let body = body.clone();
+            async move {
+                let r = request(
+                    sp,
+                    None,
+                    "POST",
+                    "/v1/playback",
+                    &[("authorization", &auth), ("content-type", "application/json")],
+                    body,
+                )
+                .await
+                .ok()?;
+                let v: oca_common::wire::PlaybackResponse = serde_json::from_slice(&r.body).ok()?;
+                let offered = v
+                    .renditions
+                    .iter()
+                    .find(|x| x.rendition.rendition() == rendition)?
+                    .urls
+                    .iter()
+                    .any(|u| u.oca_id.is_some());
+                offered.then_some(v)
+            }
+        })
+        .await?;
+    let chosen = answer
+        .renditions
+        .iter()
+        .find(|x| x.rendition.rendition() == rendition)
+        .ok_or_else(|| DemoError::Player(format!("no {rendition} in the playback answer")))?;
+    let first = &chosen.urls[0];
+    let url = url_for(&first.url, "seg-00001.m4s");
+    let (port, path) =
+        split_url(&url).ok_or_else(|| DemoError::Player(format!("odd URL {url}")))?;
     let r = request(port, Some(tls), "GET", &path, &[], Vec::new())
         .await
         .map_err(DemoError::Player)?;
@@ -221,14 +271,24 @@ async fn player(p: &Prepared, tls: &tokio_rustls::TlsConnector) -> Result<String
         )));
     }
     let mut out = String::new();
-    let _ = writeln!(out, "oca-demo: steering ranked {} URL(s) for {rid}:", urls.len());
-    for u in &urls {
-        let _ = writeln!(out, "  {u}");
+    let _ = writeln!(
+        out,
+        "oca-demo: playback for {user} (plan {plan}) of {TITLE}: {} rendition(s), decision {}",
+        answer.renditions.len(),
+        answer.decision_id
+    );
+    for x in &answer.renditions {
+        let _ = writeln!(out, "  {} ({}p):", x.rendition, x.height);
+        for u in &x.urls {
+            let who = u.oca_id.as_deref().unwrap_or("origin");
+            let _ = writeln!(out, "    {:<8} {:<9} {}", who, u.kind, u.url);
+        }
     }
     let _ = writeln!(
         out,
-        "oca-demo: fetched seg-00001.m4s ({} bytes) from the first one over HTTPS: bytes match the origin.",
-        r.body.len()
+        "oca-demo: fetched {TITLE}/{rendition}/seg-00001.m4s ({} bytes) from {} over HTTPS: bytes match the origin.",
+        r.body.len(),
+        first.oca_id.as_deref().unwrap_or("the origin")
     );
     Ok(out)
 }

@@ -26,7 +26,10 @@ Examples:
   vodsyn sim --trace /tmp/vodsyn-s1/trace.oracleGeneral.bin --catalog /tmp/vodsyn-s1/catalog.json
       streams a trace file (any oracleGeneral trace; without --catalog every request
       counts and --fracs are shares of the trace's unique bytes)
-  vodsyn sim --trace t.bin --capacity 500G";
+  vodsyn sim --trace t.bin --capacity 500G
+  vodsyn forecast --profile S --seeds 1-5 --fracs 10
+      demand forecast: WMAPE of control-plane's forecast vs 'same as yesterday' on held-out
+      days, and the peak byte hit ratio of caches placed by each forecast (proactive fill)";
 
 /// VODSYN-v1 workload generator and cache simulator (shared/workload/VODSYN.md).
 #[derive(Debug, Parser)]
@@ -90,6 +93,26 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         jobs: usize,
     },
+    /// Demand forecast: WMAPE on held-out days and the peak BHR of placed caches (the
+    /// spec's proactive fill) for control-plane's forecast, the spec's title model and
+    /// oracle, and "same as yesterday".
+    Forecast {
+        /// `S`, `M` or a profile JSON path.
+        #[arg(long, default_value = "S")]
+        profile: String,
+        /// Seeds: `1-5` or `1,3,7`.
+        #[arg(long, default_value = "1-5")]
+        seeds: String,
+        /// Cache sizes in percent of the day-0 catalog bytes.
+        #[arg(long, default_value = "10", value_delimiter = ',')]
+        fracs: Vec<f64>,
+        /// Half-life of control-plane's recent-days weighting, days.
+        #[arg(long, default_value_t = oca_benches::vodsyn::placed::bench_params().half_life_days)]
+        half_life: f64,
+        /// Worker threads (over the policies of one seed).
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -125,6 +148,13 @@ fn main() -> ExitCode {
             Some(t) => cmd_sim_trace(t, catalog, capacity, &fracs, &pols, jobs),
             None => cmd_sim_profile(&profile, &seeds, &fracs, &pols, jobs),
         }),
+        Cmd::Forecast {
+            profile,
+            seeds,
+            fracs,
+            half_life,
+            jobs,
+        } => cmd_forecast(&profile, &seeds, &fracs, half_life, jobs),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -537,5 +567,50 @@ fn cmd_sim_trace(
             .collect();
         println!("| {} | {} |", kind.name(), cells.join(" | "));
     }
+    Ok(())
+}
+
+fn cmd_forecast(
+    profile: &str,
+    seeds: &str,
+    fracs: &[f64],
+    half_life: f64,
+    jobs: usize,
+) -> Result<(), VodsynError> {
+    use oca_benches::vodsyn::placed;
+    check_fracs(fracs)?;
+    if !(half_life.is_finite() && half_life > 0.0) {
+        return Err(VodsynError::BadArgument(
+            "--half-life must be > 0 days".into(),
+        ));
+    }
+    let p = profile_arg(profile)?;
+    let seeds = parse_seeds(seeds)?;
+    let params = control_plane::forecast::ForecastParams {
+        half_life_days: half_life,
+        ..placed::bench_params()
+    };
+    let t0 = Instant::now();
+    let mut res = Vec::new();
+    for &seed in &seeds {
+        let ts = Instant::now();
+        let g = generate(&p, seed);
+        res.push(placed::run_seed(
+            &g.catalog,
+            &g.requests,
+            fracs,
+            params.clone(),
+            jobs,
+        ));
+        eprintln!(
+            "seed {seed}: {} requests, {:.1} s",
+            g.requests.len(),
+            ts.elapsed().as_secs_f64()
+        );
+    }
+    print!(
+        "{}",
+        placed::report(&p.name, &seeds, fracs, &res, t0.elapsed().as_secs_f64())
+    );
     Ok(())
 }

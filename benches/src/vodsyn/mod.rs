@@ -13,13 +13,18 @@
 //!   ([`oca_storage::policy::RamPolicy`]) at chunk granularity, with the peak-window byte
 //!   and object hit ratios of the spec's "Metrics".
 //! - [`stats`]: the spec's calibration statistics.
+//! - [`placed`]: proactive fill as the spec evaluates it (placement per serving day, misses
+//!   not admitted, fill cap) for the spec's `PF-title-model` / `PF-title-oracle`, "same as
+//!   yesterday" and `control-plane`'s demand forecast, plus the forecasts' WMAPE.
 //!
-//! What it does not do: proactive fill (PF-*) policies, origin-egress bins, ARC/LeCaR/LRB and
-//! the other reactive policies of the spec's list, profile M within a unit test.
+//! What it does not do: the chunk/file PF policies and `+LRU10%`, origin-egress bins,
+//! ARC/LeCaR/LRB and the other reactive policies of the spec's list, profile M within a
+//! unit test.
 
 use std::path::{Path, PathBuf};
 
 pub mod generate;
+pub mod placed;
 pub mod profile;
 pub mod sim;
 pub mod stats;

@@ -1,0 +1,321 @@
+//! `fill-controller plan` and `check-config` as a user runs them: the real binary on a temp
+//! config, sites, appliances, catalog and forecast, one appliance's inventory from a file and
+//! one fetched from a real `oca` appliance's admin port; exit codes for bad config (64), bad
+//! input data (65), an appliance that refuses (69) and commands not built yet (69).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use oca_tests::{Opts, Server, sha256_hex};
+
+fn bin() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_fill-controller"));
+    c.env_remove("FILL_CONTROLLER_CONFIG");
+    c
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run fill-controller")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const SITES: &str = r#"
+[[site]]
+id = "isp1"
+time-zone = "Europe/Berlin"
+fill-window = "02:00-14:00"
+fill-rate-bps = "1Gbps"
+nightly-budget = "1GB"
+
+[[site]]
+id = "ixp"
+time-zone = "UTC"
+
+[[cluster]]
+id = "isp1-a"
+site = "isp1"
+upstream = "ixp-a"
+
+[[cluster]]
+id = "ixp-a"
+site = "ixp"
+"#;
+
+/// A catalog of `t{i}/720p` renditions, each one file of `size` bytes.
+fn catalog(sizes: &[u64]) -> String {
+    let mut s = String::new();
+    for (i, size) in sizes.iter().enumerate() {
+        s += &format!(
+            "[[title]]\nid = \"t{i}\"\nname = \"T{i}\"\n\n[[title.rendition]]\nid = \"720p\"\n\
+             codec = \"avc1.64001f\"\nwidth = 1280\nheight = 720\nbitrate-kbps = 3000\n\n\
+             [[title.rendition.file]]\nname = \"seg-1.m4s\"\nsize = {size}\nsha256 = \"{}\"\n\n",
+            sha256_hex(format!("t{i}").as_bytes())
+        );
+    }
+    s
+}
+
+struct Setup {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Setup {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn write(&self, rel: &str, text: &str) {
+        std::fs::write(self.path(rel), text).unwrap();
+    }
+}
+
+/// Files for two clusters: `oca-a1` (isp1-a, inventory file: holds t0 and an old title),
+/// `oca-x1` (ixp-a, inventory file, empty) and `extra` appended to the appliances file.
+fn setup(extra: &str) -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Setup {
+        config: dir.path().join("fc.toml"),
+        dir,
+    };
+    s.write("sites.toml", SITES);
+    // Renditions of 100 MB (t2: 1000 bytes, as ingested into the real appliance below);
+    // demand in DE (isp1-a via [regions]) and ixp (the IXP cluster's site id).
+    s.write(
+        "catalog.toml",
+        &catalog(&[100_000_000, 100_000_000, 1000, 100_000_000]),
+    );
+    s.write(
+        "forecast.json",
+        r#"[
+          {"rendition": "t0/720p", "region": "DE", "views": 50},
+          {"rendition": "t1/720p", "region": "DE", "views": 40},
+          {"rendition": "t2/720p", "region": "DE", "views": 10000000},
+          {"rendition": "t3/720p", "region": "ixp", "views": 5},
+          {"rendition": "t1/720p", "region": "ixp", "views": 5},
+          {"rendition": "nope/720p", "region": "DE", "views": 5}
+        ]"#,
+    );
+    s.write(
+        "inv-a1.json",
+        r#"{"generation": 7, "full": true, "added": [
+          {"rendition": "t0/720p", "files_held": 1, "total_files": 1, "bytes": 100000000, "tier": "flash"},
+          {"rendition": "old/720p", "files_held": 1, "total_files": 1, "bytes": 250000000, "tier": "disk"}
+        ]}"#,
+    );
+    s.write("inv-x1.json", r#"{"generation": 1, "full": true}"#);
+    s.write(
+        "appliances.toml",
+        &format!(
+            "[[appliance]]\nid = \"oca-a1\"\ncluster = \"isp1-a\"\nadmin-url = \"http://127.0.0.1:1\"\n\
+             flash = \"1GB\"\ndisk = \"1GB\"\ninventory-file = \"inv-a1.json\"\n\n\
+             [[appliance]]\nid = \"oca-x1\"\ncluster = \"ixp-a\"\nadmin-url = \"http://127.0.0.1:1\"\n\
+             disk = \"1TB\"\ninventory-file = \"inv-x1.json\"\n\n{extra}"
+        ),
+    );
+    s.write(
+        "fc.toml",
+        "sites-file = \"sites.toml\"\nstate-dir = \"state\"\n[inputs]\n\
+         appliances-file = \"appliances.toml\"\ncatalog-file = \"catalog.toml\"\n\
+         forecast-file = \"forecast.json\"\n[regions]\nisp1-a = [\"DE\"]\n",
+    );
+    s
+}
+
+fn plan_json(config: &Path) -> serde_json::Value {
+    let out = run(&[
+        "plan",
+        "--dry-run",
+        "--json",
+        "-c",
+        config.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    serde_json::from_slice(&out.stdout).expect("plan --json prints JSON")
+}
+
+#[test]
+fn plan_json_from_files_and_a_real_appliance() {
+    // A real appliance in isp1-a, its inventory fetched from its admin port. It holds t2
+    // after a real ingest, so the plan must not fill t2 there.
+    let server = Server::start(
+        oca_tests::Fixture::new(),
+        Opts {
+            drives: vec![("disk", "drive-d0", "1GiB")],
+            ..Opts::default()
+        },
+    );
+    let seg = vec![7u8; 1000];
+    let seg_path = server.fx.path("seg.bin");
+    std::fs::write(&seg_path, &seg).unwrap();
+    let (code, body) = server.admin_curl(
+        "PUT",
+        "/v1/objects/t2/720p/seg-1.m4s",
+        Some(&seg_path),
+        &[("x-oca-sha256", sha256_hex(&seg))],
+    );
+    assert!(code == 201 || code == 200, "{code} {body}");
+    let manifest = serde_json::json!({
+        "title": "t2", "rendition": "720p",
+        "files": [{"name": "seg-1.m4s", "size": 1000, "sha256": sha256_hex(&seg)}],
+        "total_files": 1
+    });
+    let mpath = server.fx.path("manifest.json");
+    std::fs::write(&mpath, manifest.to_string()).unwrap();
+    let (code, body) = server.admin_curl("PUT", "/v1/renditions/t2/720p", Some(&mpath), &[]);
+    assert!((200..300).contains(&code), "{code} {body}");
+
+    let s = setup("");
+    let token = s.path("tok");
+    std::fs::write(&token, format!("{}\n", server.fx.admin_token)).unwrap();
+    let mut apps = std::fs::read_to_string(s.path("appliances.toml")).unwrap();
+    apps += &format!(
+        "[[appliance]]\nid = \"oca-a2\"\ncluster = \"isp1-a\"\n\
+         admin-url = \"http://127.0.0.1:{}\"\nadmin-token-file = \"tok\"\nflash = \"1GB\"\ndisk = \"1GB\"\n",
+        server.ports.admin
+    );
+    s.write("appliances.toml", &apps);
+
+    let v = plan_json(&s.config);
+    let fills = v["fills"].as_array().unwrap();
+    let has = |app: &str, r: &str| {
+        fills
+            .iter()
+            .any(|f| f["appliance"] == app && f["rendition"] == r)
+    };
+    // t2 is held by oca-a2 (fetched inventory): kept there, and its second copy on oca-a1
+    // comes from that peer.
+    assert!(!has("oca-a2", "t2/720p"), "{v:#}");
+    let t2 = fills
+        .iter()
+        .find(|f| f["appliance"] == "oca-a1" && f["rendition"] == "t2/720p")
+        .expect("t2 filled on oca-a1");
+    assert_eq!(t2["source"]["kind"], "peer");
+    assert_eq!(t2["source"]["appliance"], "oca-a2");
+    // t0 is held by oca-a1: kept there, not filled there.
+    assert!(!has("oca-a1", "t0/720p"), "{v:#}");
+    // The old title on oca-a1 is deleted.
+    let dels = v["deletes"].as_array().unwrap();
+    assert!(
+        dels.iter()
+            .any(|d| d["appliance"] == "oca-a1" && d["rendition"] == "old/720p"),
+        "{v:#}"
+    );
+    // ixp-a wants t3 and t1: both from the origin on oca-x1.
+    for r in ["t1/720p", "t3/720p"] {
+        let f = fills
+            .iter()
+            .find(|f| f["appliance"] == "oca-x1" && f["rendition"] == r)
+            .unwrap_or_else(|| panic!("no fill of {r} on oca-x1: {v:#}"));
+        assert_eq!(f["source"]["kind"], "origin");
+        assert_eq!(f["tier"], "disk");
+    }
+    // t1 in isp1-a comes from the upstream cluster's planned copy.
+    let t1 = fills
+        .iter()
+        .find(|f| f["cluster"] == "isp1-a" && f["rendition"] == "t1/720p")
+        .expect("t1 placed in isp1-a");
+    assert_eq!(t1["source"]["kind"], "upstream");
+    assert_eq!(t1["source"]["appliance"], "oca-x1");
+    assert_eq!(t1["source"]["ready"], false);
+    // Per appliance: ETA at the site's cap (1 Gbit/s: 0.8 s per 100 MB), budget 1 GB.
+    let apps = v["appliances"].as_array().unwrap();
+    let a1 = apps.iter().find(|a| a["id"] == "oca-a1").unwrap();
+    let bytes = a1["fill_bytes"].as_u64().unwrap();
+    assert!(bytes > 0);
+    assert_eq!(
+        a1["eta_secs"].as_u64().unwrap(),
+        (bytes * 8).div_ceil(1_000_000_000)
+    );
+    assert_eq!(a1["fits_budget"], true);
+    assert_eq!(a1["window_secs"], 12 * 3600);
+    assert_eq!(v["totals"]["skipped_unknown_renditions"], 1);
+    let total: u64 = fills.iter().map(|f| f["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(v["totals"]["fill_bytes"].as_u64().unwrap(), total);
+
+    // A wrong token: the appliance refuses, exit 69.
+    std::fs::write(&token, "wrong").unwrap();
+    let out = run(&["plan", "--dry-run", "-c", s.config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(69), "{}", text(&out));
+    assert!(text(&out).contains("oca-a2"), "{}", text(&out));
+}
+
+#[test]
+fn plan_text_and_saved_plan() {
+    let s = setup("");
+    let cfg = s.config.to_str().unwrap();
+    let out = run(&["plan", "--detail", "-c", cfg]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("oca-a1 (isp1-a):"), "{t}");
+    assert!(t.contains("  - old/720p"), "{t}");
+    assert!(t.contains("  + t1/720p"), "{t}");
+    // Without --dry-run the plan is saved for `run`.
+    let saved = std::fs::read_to_string(s.path("state/plan.json")).expect("plan.json saved");
+    let plan: fill_controller::plan::Plan = serde_json::from_str(&saved).unwrap();
+    assert!(!plan.fills.is_empty());
+    // --dry-run saves nothing.
+    std::fs::remove_file(s.path("state/plan.json")).unwrap();
+    assert!(run(&["plan", "--dry-run", "-c", cfg]).status.success());
+    assert!(!s.path("state/plan.json").exists());
+}
+
+#[test]
+fn exit_codes() {
+    let s = setup("");
+    let cfg = s.config.to_str().unwrap();
+    assert_eq!(run(&["check-config", "-c", cfg]).status.code(), Some(0));
+
+    // Bad config: 64, naming the key.
+    s.write("bad.toml", "[plan]\nmax-copies = 0\n");
+    let bad = s.path("bad.toml");
+    let out = run(&["plan", "-c", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    assert!(text(&out).contains("plan.max-copies"), "{}", text(&out));
+    let out = run(&[
+        "check-config",
+        "-c",
+        s.path("missing.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(64), "{}", text(&out));
+    // Bad usage: 64.
+    assert_eq!(run(&["plan", "--bogus"]).status.code(), Some(64));
+
+    // Bad input data: 65, naming the file.
+    s.write("forecast.json", "[{\"rendition\": \"t0/720p\"}]");
+    let out = run(&["plan", "--dry-run", "-c", cfg]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert!(text(&out).contains("forecast.json"), "{}", text(&out));
+    let s2 = setup(
+        "[[appliance]]\nid = \"oca-z\"\ncluster = \"nowhere\"\nadmin-url = \"http://x\"\ndisk = \"1GB\"\n",
+    );
+    let out = run(&["check-config", "-c", s2.config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert!(
+        text(&out).contains("unknown cluster \"nowhere\""),
+        "{}",
+        text(&out)
+    );
+
+    // Not built yet: 69.
+    for cmd in [&["run", "--now"][..], &["status"], &["cancel"], &["daemon"]] {
+        let mut args = cmd.to_vec();
+        args.extend(["-c", cfg]);
+        assert_eq!(run(&args).status.code(), Some(69), "{cmd:?}");
+    }
+
+    // --help: examples and exit codes.
+    let out = run(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let t = text(&out);
+    assert!(
+        t.contains("Examples:") && t.contains("65  bad input data"),
+        "{t}"
+    );
+}
