@@ -79,7 +79,8 @@ pub(crate) fn sha256_hex(data: &[u8]) -> String {
 
 fn random<const N: usize>() -> Result<[u8; N], DemoError> {
     let mut b = [0u8; N];
-    aws_lc_rs::rand::fill(&mut b).map_err(|_| DemoError::Setup("no randomness available".into()))?;
+    aws_lc_rs::rand::fill(&mut b)
+        .map_err(|_| DemoError::Setup("no randomness available".into()))?;
     Ok(b)
 }
 
@@ -320,15 +321,13 @@ access-log = true
     }
 
     let steering_config = dir.join("steering.toml");
-    write(
-        &steering_config,
-        steering_toml(steering_port).as_bytes(),
-    )?;
+    write(&steering_config, steering_toml(steering_port).as_bytes())?;
     let fill_config = dir.join("fill-controller.toml");
     write(&fill_config, fill_toml().as_bytes())?;
     // The fill controller's view of the appliances (admin ports, capacities) and tomorrow's
     // demand: every rendition watched in both regions (a region per site).
-    let mut apps = String::from("# Written by oca-demo: the appliances the fill controller fills.\n");
+    let mut apps =
+        String::from("# Written by oca-demo: the appliances the fill controller fills.\n");
     for (id, (ports, cluster)) in appliance_ids
         .iter()
         .zip(appliance_ports.iter().zip(["isp1-a", "ixp"]))

@@ -207,7 +207,10 @@ async fn fill(p: &Prepared) -> Result<(), DemoError> {
             }
         );
         if !r.failed.is_empty() {
-            return Err(DemoError::Setup(format!("the fill of {id} failed: {:?}", r.failed)));
+            return Err(DemoError::Setup(format!(
+                "the fill of {id} failed: {:?}",
+                r.failed
+            )));
         }
     }
     Ok(())
@@ -221,9 +224,10 @@ async fn player(p: &Prepared, tls: &tokio_rustls::TlsConnector) -> Result<String
     let sp = p.steering_port;
     let auth = format!("Bearer {token}");
     let body = format!(r#"{{"title": "{TITLE}"}}"#).into_bytes();
-    // Steering offers an appliance once a heartbeat has told it the rendition is held.
+    // Steering offers an appliance once its heartbeat has told it the rendition is held:
+    // wait until both filled appliances are offered.
     let answer: oca_common::wire::PlaybackResponse =
-        wait_for("steering to offer an appliance URL", || {
+        wait_for("steering to offer both appliances", || {
             let auth = auth.clone();
             let body = body.clone();
             async move {
@@ -232,7 +236,10 @@ async fn player(p: &Prepared, tls: &tokio_rustls::TlsConnector) -> Result<String
                     None,
                     "POST",
                     "/v1/playback",
-                    &[("authorization", &auth), ("content-type", "application/json")],
+                    &[
+                        ("authorization", &auth),
+                        ("content-type", "application/json"),
+                    ],
                     body,
                 )
                 .await
@@ -244,7 +251,9 @@ async fn player(p: &Prepared, tls: &tokio_rustls::TlsConnector) -> Result<String
                     .find(|x| x.rendition.rendition() == rendition)?
                     .urls
                     .iter()
-                    .any(|u| u.oca_id.is_some());
+                    .filter(|u| u.oca_id.is_some())
+                    .count()
+                    == 2;
                 offered.then_some(v)
             }
         })

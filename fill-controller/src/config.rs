@@ -42,6 +42,24 @@ pub struct Config {
     pub origin: OriginConfig,
     /// Executor limits.
     pub limits: LimitsConfig,
+    /// `fill-controller daemon`.
+    pub daemon: DaemonConfig,
+}
+
+/// The daemon: where it serves `/metrics`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Address of the Prometheus endpoint (`/metrics`, `/healthz`).
+    pub metrics_listen: std::net::SocketAddr,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            metrics_listen: ([127, 0, 0, 1], 9464).into(),
+        }
+    }
 }
 
 impl Default for Config {
@@ -54,6 +72,7 @@ impl Default for Config {
             plan: PlanConfig::default(),
             origin: OriginConfig::default(),
             limits: LimitsConfig::default(),
+            daemon: DaemonConfig::default(),
         }
     }
 }

@@ -229,6 +229,37 @@ impl Journal {
         Ok(j)
     }
 
+    /// What the journal in `state_dir` says about `plan`, read only (for `status`, while a
+    /// run may be appending): a torn last line is skipped, not cut; a missing journal is an
+    /// empty state.
+    pub fn read_state(state_dir: &Path, plan: &str) -> Result<JournalState, FillError> {
+        let path = Journal::path_in(state_dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(FillError::Journal {
+                    path,
+                    message: e.to_string(),
+                });
+            }
+        };
+        let mut state = JournalState::default();
+        for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+            if let Ok(e) = serde_json::from_str::<Entry>(line.trim_end()) {
+                state.apply(&e, plan);
+            }
+        }
+        if state.plan.as_deref() != Some(plan) {
+            let bytes = std::mem::take(&mut state.bytes);
+            state = JournalState {
+                bytes,
+                ..JournalState::default()
+            };
+        }
+        Ok(state)
+    }
+
     /// Append one entry (one write + fdatasync) and apply it to the state.
     pub fn append(&self, e: &Entry) -> Result<(), FillError> {
         let err = |message: String| FillError::Journal {

@@ -15,6 +15,7 @@
 
 pub mod bucket;
 pub mod config;
+pub mod daemon;
 pub mod error;
 pub mod execute;
 pub mod inputs;

@@ -1,5 +1,4 @@
-//! The `fill-controller` binary: `plan` (built), `check-config` (built), and `run`, `status`,
-//! `cancel`, `daemon` (the executor's, not wired yet: they exit 69).
+//! The `fill-controller` binary: `plan`, `run`, `status`, `cancel`, `daemon`, `check-config`.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -19,12 +18,17 @@ Examples:
   fill-controller plan --dry-run --detail        # ... with one line per fill and deletion
   fill-controller plan --json | jq .totals       # machine-readable
   fill-controller plan                           # also saves it as {state-dir}/plan.json
+  fill-controller run                            # execute the saved plan in the fill windows
+  fill-controller run --now                      # ... starting now, ignoring the windows
+  fill-controller status                         # progress of the saved plan (from the journal)
+  fill-controller cancel                         # stop a running `run` after objects in flight
+  fill-controller daemon                         # plan and run every night (systemd service)
 
 Exit codes:
   0   ok
   64  bad usage or bad config (the message names the file and the key)
   65  bad input data (sites, appliances, inventory, catalog or forecast file)
-  69  unavailable: an appliance or the origin is unreachable, or the command is not built yet
+  69  unavailable: an appliance or the origin is unreachable, or refuses the credentials
   1   anything else (e.g. the state dir is not writable)";
 
 /// fill-controller: plans which renditions each appliance of each cluster holds from tomorrow's
@@ -63,17 +67,18 @@ enum Command {
     },
     /// Check the config file, the sites file and the appliances file; print nothing on success.
     CheckConfig,
-    /// Execute the saved plan inside each site's fill window (not wired yet: exit 69).
+    /// Execute the saved plan (from `plan`) inside each site's fill window, resuming its
+    /// journal after a crash; prints what each appliance got. Exit 1 if any rendition failed.
     Run {
         /// Start now, ignoring the fill windows.
         #[arg(long)]
         now: bool,
     },
-    /// Show the progress of the current run (not wired yet: exit 69).
+    /// Show the progress of the saved plan: files, renditions and bytes done per appliance.
     Status,
-    /// Stop the current run after the objects in flight (not wired yet: exit 69).
+    /// Ask the running `run` (or `daemon`) to stop after the objects in flight.
     Cancel,
-    /// Plan and run every night (not wired yet: exit 69).
+    /// Plan and run every night at the first window opening; serves /metrics.
     Daemon,
 }
 
@@ -104,10 +109,14 @@ fn main() -> ExitCode {
             detail,
         } => cmd_plan(&cli.config, dry_run, json, detail),
         Command::CheckConfig => cmd_check(&cli.config),
-        Command::Run { .. } | Command::Status | Command::Cancel | Command::Daemon => {
-            eprintln!("fill-controller: this command is not built yet (see the README)");
-            return ExitCode::from(69);
-        }
+        Command::Run { now } => match cmd_run(&cli.config, now) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
+        Command::Status => cmd_status(&cli.config),
+        Command::Cancel => cmd_cancel(&cli.config),
+        Command::Daemon => cmd_daemon(&cli.config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -196,10 +205,11 @@ fn cmd_plan(path: &Path, dry_run: bool, json: bool, detail: bool) -> Result<(), 
         let dir = &cfg.state_dir;
         let target = dir.join("plan.json");
         let tmp = dir.join("plan.json.tmp");
+        let saved = fill_controller::nightly::SavedPlan::new(plan, fill_controller::now_unix());
         let save = || -> std::io::Result<()> {
             std::fs::create_dir_all(dir)?;
             let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer(&mut f, &plan)?;
+            serde_json::to_writer(&mut f, &saved)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &target)
         };
@@ -212,4 +222,143 @@ fn cmd_plan(path: &Path, dry_run: bool, json: bool, detail: bool) -> Result<(), 
         }
     }
     Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, FillError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| FillError::Io {
+            what: "starting the runtime".into(),
+            source: e,
+        })
+}
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FILL_CONTROLLER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// `run`: the saved plan, now or in the windows. Ok(false) when a rendition failed.
+fn cmd_run(path: &Path, now: bool) -> Result<bool, FillError> {
+    init_logs();
+    let cfg = Config::load(path)?;
+    let saved = fill_controller::nightly::load_saved(&cfg)?;
+    let rt = runtime()?;
+    let report = rt.block_on(async {
+        let loaded = fill_controller::nightly::gather(&cfg).await?;
+        let mut registry = prometheus_client::registry::Registry::default();
+        let metrics = fill_controller::metrics::Metrics::register(&mut registry);
+        fill_controller::nightly::execute(&cfg, &loaded, &saved, now, metrics).await
+    })?;
+    let mut out = std::io::stdout().lock();
+    let mut ok = true;
+    for (id, r) in &report {
+        let _ = writeln!(
+            out,
+            "{id}: {} rendition(s) filled, {} deleted, {} failed, {} bytes; stopped: {:?}",
+            r.filled.len(),
+            r.deleted.len(),
+            r.failed.len(),
+            r.bytes,
+            r.stop
+        );
+        for (rendition, why) in &r.failed {
+            ok = false;
+            let _ = writeln!(out, "  failed {rendition}: {why}");
+        }
+    }
+    Ok(ok)
+}
+
+/// `status`: what the journal says about the saved plan.
+fn cmd_status(path: &Path) -> Result<(), FillError> {
+    let cfg = Config::load(path)?;
+    let saved = fill_controller::nightly::load_saved(&cfg)?;
+    let state = fill_controller::journal::Journal::read_state(&cfg.state_dir, &saved.id)?;
+    let mut out = std::io::stdout().lock();
+    let io = |e: std::io::Error| FillError::Io {
+        what: "writing to stdout".into(),
+        source: e,
+    };
+    let running = std::fs::read(fill_controller::nightly::run_marker(&cfg))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<fill_controller::nightly::RunMarker>(&b).ok());
+    writeln!(
+        out,
+        "plan {} (made {}): {}",
+        saved.id,
+        saved.made_at,
+        match &running {
+            Some(m) if m.plan == saved.id => format!("running (pid {})", m.pid),
+            Some(m) => format!("another plan ({}) is running (pid {})", m.plan, m.pid),
+            None => "not running".to_string(),
+        }
+    )
+    .map_err(io)?;
+    let mut per: std::collections::BTreeMap<&str, (usize, usize, u64, usize, usize)> =
+        Default::default();
+    for f in &saved.plan.fills {
+        let e = per.entry(f.appliance.as_str()).or_default();
+        e.0 += 1;
+        e.2 += f.bytes;
+        if state
+            .fills
+            .contains(&(f.appliance.clone(), f.rendition.to_string()))
+        {
+            e.1 += 1;
+        }
+    }
+    for d in &saved.plan.deletes {
+        let e = per.entry(d.appliance.as_str()).or_default();
+        e.3 += 1;
+        if state
+            .deletes
+            .contains(&(d.appliance.clone(), d.rendition.to_string()))
+        {
+            e.4 += 1;
+        }
+    }
+    for (id, (fills, done, bytes, deletes, deleted)) in per {
+        writeln!(
+            out,
+            "  {id}: fills {done}/{fills} ({bytes} bytes planned), deletions {deleted}/{deletes}"
+        )
+        .map_err(io)?;
+    }
+    Ok(())
+}
+
+/// `cancel`: leaves the cancel file the running `run` polls for.
+fn cmd_cancel(path: &Path) -> Result<(), FillError> {
+    let cfg = Config::load(path)?;
+    let marker = fill_controller::nightly::run_marker(&cfg);
+    if !marker.exists() {
+        eprintln!(
+            "fill-controller: no run is in progress ({} is absent)",
+            marker.display()
+        );
+        return Err(FillError::Input {
+            file: marker,
+            message: "no run in progress".into(),
+        });
+    }
+    fill_controller::nightly::write_atomic(
+        &fill_controller::nightly::cancel_path(&cfg),
+        b"cancel\n",
+    )?;
+    println!("asked the running fill to stop after the objects in flight");
+    Ok(())
+}
+
+/// `daemon`: until SIGTERM.
+fn cmd_daemon(path: &Path) -> Result<(), FillError> {
+    init_logs();
+    let cfg = Config::load(path)?;
+    runtime()?.block_on(fill_controller::daemon::run(cfg))
 }

@@ -112,11 +112,10 @@ pub async fn gather(cfg: &Config) -> Result<Loaded, FillError> {
         file: cfg.sites_file.clone(),
         message: format!("cannot read: {e}"),
     })?;
-    let sites =
-        oca_common::sites::Sites::parse(&sites_text).map_err(|e| FillError::Input {
-            file: cfg.sites_file.clone(),
-            message: e.to_string(),
-        })?;
+    let sites = oca_common::sites::Sites::parse(&sites_text).map_err(|e| FillError::Input {
+        file: cfg.sites_file.clone(),
+        message: e.to_string(),
+    })?;
     let file = &cfg.inputs.appliances_file;
     let text = std::fs::read_to_string(file).map_err(|e| FillError::Input {
         file: file.clone(),
@@ -153,10 +152,11 @@ pub fn manifests(cfg: &Config) -> Result<BTreeMap<RenditionId, RenditionManifest
         file: file.clone(),
         message: format!("cannot read: {e}"),
     })?;
-    let titles = control_plane::catalog::parse_catalog_toml(&text).map_err(|e| FillError::Input {
-        file: file.clone(),
-        message: e.to_string(),
-    })?;
+    let titles =
+        control_plane::catalog::parse_catalog_toml(&text).map_err(|e| FillError::Input {
+            file: file.clone(),
+            message: e.to_string(),
+        })?;
     let mut out = BTreeMap::new();
     for t in &titles {
         for r in &t.renditions {
@@ -177,12 +177,11 @@ pub fn appliances(
 ) -> Result<Vec<Appliance>, FillError> {
     apps.iter()
         .map(|a| {
-            let token = std::fs::read_to_string(&a.admin_token_file).map_err(|e| {
-                FillError::Input {
+            let token =
+                std::fs::read_to_string(&a.admin_token_file).map_err(|e| FillError::Input {
                     file: a.admin_token_file.clone(),
                     message: format!("cannot read appliance {:?}'s admin token: {e}", a.id),
-                }
-            })?;
+                })?;
             let site = sites
                 .cluster(&a.cluster)
                 .map(|c| c.site.clone())
@@ -257,7 +256,10 @@ pub async fn execute(
 
 /// Plans from fresh inputs, saves the plan, and runs it now (ignoring the windows): what the
 /// demo and `run --now` without a saved plan do.
-pub async fn plan_and_run_now(cfg: &Config, metrics: Metrics) -> Result<(SavedPlan, Report), FillError> {
+pub async fn plan_and_run_now(
+    cfg: &Config,
+    metrics: Metrics,
+) -> Result<(SavedPlan, Report), FillError> {
     let loaded = gather(cfg).await?;
     let saved = SavedPlan::new(crate::plan::plan(&loaded.input), crate::now_unix());
     write_atomic(

@@ -1,7 +1,8 @@
 //! `fill-controller plan` and `check-config` as a user runs them: the real binary on a temp
 //! config, sites, appliances, catalog and forecast, one appliance's inventory from a file and
 //! one fetched from a real `oca` appliance's admin port; exit codes for bad config (64), bad
-//! input data (65), an appliance that refuses (69) and commands not built yet (69).
+//! input data (65) and an appliance that refuses (69); `run`, `status` and `cancel` against a
+//! real appliance filled from a directory origin.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -258,8 +259,9 @@ fn plan_text_and_saved_plan() {
     assert!(t.contains("  + t1/720p"), "{t}");
     // Without --dry-run the plan is saved for `run`.
     let saved = std::fs::read_to_string(s.path("state/plan.json")).expect("plan.json saved");
-    let plan: fill_controller::plan::Plan = serde_json::from_str(&saved).unwrap();
-    assert!(!plan.fills.is_empty());
+    let saved: fill_controller::nightly::SavedPlan = serde_json::from_str(&saved).unwrap();
+    assert!(!saved.plan.fills.is_empty());
+    assert_eq!(saved.id.len(), 16);
     // --dry-run saves nothing.
     std::fs::remove_file(s.path("state/plan.json")).unwrap();
     assert!(run(&["plan", "--dry-run", "-c", cfg]).status.success());
@@ -303,12 +305,25 @@ fn exit_codes() {
         text(&out)
     );
 
-    // Not built yet: 69.
-    for cmd in [&["run", "--now"][..], &["status"], &["cancel"], &["daemon"]] {
+    // No saved plan: run and status say to plan first (65); no run: cancel says so (65).
+    for cmd in [&["run", "--now"][..], &["status"]] {
         let mut args = cmd.to_vec();
         args.extend(["-c", cfg]);
-        assert_eq!(run(&args).status.code(), Some(69), "{cmd:?}");
+        let out = run(&args);
+        assert_eq!(out.status.code(), Some(65), "{cmd:?}: {}", text(&out));
+        assert!(
+            text(&out).contains("run `fill-controller plan` first"),
+            "{}",
+            text(&out)
+        );
     }
+    let out = run(&["cancel", "-c", cfg]);
+    assert_eq!(out.status.code(), Some(65), "{}", text(&out));
+    assert!(
+        text(&out).contains("no run is in progress"),
+        "{}",
+        text(&out)
+    );
 
     // --help: examples and exit codes.
     let out = run(&["--help"]);
@@ -317,5 +332,92 @@ fn exit_codes() {
     assert!(
         t.contains("Examples:") && t.contains("65  bad input data"),
         "{t}"
+    );
+}
+
+/// `plan`, `status`, `run --now`, `status`, a second `run` (nothing to redo) against a real
+/// appliance, filled from a directory origin.
+#[test]
+fn plan_then_run_then_status_fill_a_real_appliance() {
+    let server = Server::start(
+        oca_tests::Fixture::new(),
+        Opts {
+            drives: vec![("disk", "drive-d0", "1GiB")],
+            ..Opts::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = |rel: &str| dir.path().join(rel);
+    let seg: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::create_dir_all(p("origin/t0/720p")).unwrap();
+    std::fs::write(p("origin/t0/720p/seg-1.m4s"), &seg).unwrap();
+    std::fs::write(
+        p("catalog.toml"),
+        format!(
+            "[[title]]\nid = \"t0\"\nname = \"T0\"\n\n[[title.rendition]]\nid = \"720p\"\n\
+             codec = \"avc1.64001f\"\nwidth = 1280\nheight = 720\nbitrate-kbps = 3000\n\n\
+             [[title.rendition.file]]\nname = \"seg-1.m4s\"\nsize = {}\nsha256 = \"{}\"\n",
+            seg.len(),
+            sha256_hex(&seg)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        p("sites.toml"),
+        "[[site]]\nid = \"isp1\"\ntime-zone = \"UTC\"\n[[cluster]]\nid = \"isp1-a\"\nsite = \"isp1\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p("forecast.json"),
+        r#"[{"rendition": "t0/720p", "region": "isp1", "views": 10}]"#,
+    )
+    .unwrap();
+    std::fs::write(p("tok"), format!("{}\n", server.fx.admin_token)).unwrap();
+    std::fs::write(
+        p("appliances.toml"),
+        format!(
+            "[[appliance]]\nid = \"oca-a1\"\ncluster = \"isp1-a\"\n\
+             admin-url = \"http://127.0.0.1:{}\"\nadmin-token-file = \"tok\"\ndisk = \"1GB\"\n",
+            server.ports.admin
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        p("fc.toml"),
+        "sites-file = \"sites.toml\"\nstate-dir = \"state\"\n[inputs]\n\
+         appliances-file = \"appliances.toml\"\ncatalog-file = \"catalog.toml\"\n\
+         forecast-file = \"forecast.json\"\n[origin]\nkind = \"dir\"\npath = \"origin\"\n",
+    )
+    .unwrap();
+    let cfg = p("fc.toml");
+    let cfg = cfg.to_str().unwrap();
+
+    let out = run(&["plan", "-c", cfg]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(&["status", "-c", cfg]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("not running"), "{}", text(&out));
+    assert!(text(&out).contains("oca-a1: fills 0/1"), "{}", text(&out));
+
+    let out = run(&["run", "--now", "-c", cfg]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("oca-a1: 1 rendition(s) filled, 0 deleted, 0 failed, 300000 bytes"),
+        "{}",
+        text(&out)
+    );
+    let out = run(&["status", "-c", cfg]);
+    assert!(text(&out).contains("oca-a1: fills 1/1"), "{}", text(&out));
+    // The appliance holds it, byte for byte.
+    let (code, body) = server.admin_curl("GET", "/v1/inventory?since=0", None, &[]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("t0/720p"), "{body}");
+    // A rerun of the same plan resumes from the journal: nothing is sent again.
+    let out = run(&["run", "--now", "-c", cfg]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("oca-a1: 0 rendition(s) filled, 0 deleted, 0 failed, 0 bytes"),
+        "{}",
+        text(&out)
     );
 }

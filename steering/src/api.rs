@@ -1208,6 +1208,17 @@ pub async fn serve(cfg: Config) -> Result<(), SteeringError> {
     let running = Running::start(cfg).await?;
     // systemd Type=notify (steering.service); no-ops without NOTIFY_SOCKET.
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    if let Some(every) = sd_notify::watchdog_enabled() {
+        // WATCHDOG=1 at half of WatchdogSec from a runtime task: a wedged runtime stops the
+        // pings and systemd restarts the service.
+        tokio::spawn(async move {
+            let mut t = tokio::time::interval(every / 2);
+            loop {
+                t.tick().await;
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            }
+        });
+    }
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},
