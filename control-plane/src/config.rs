@@ -180,6 +180,15 @@ pub struct ForecastConfig {
     pub launch_prior_min_views: f64,
     /// Extra views per recommendation impression.
     pub exposure_conversion: f64,
+    /// Half-life of the weighting of a title's rendition shares; "0s" = every rendition is
+    /// forecast on its own (no per-title level).
+    #[serde(deserialize_with = "duration")]
+    pub share_half_life: Duration,
+    /// Weight (views) of the pooled prior a title's rendition shares are shrunk towards; 0 =
+    /// the title's own shares only.
+    pub share_prior_views: f64,
+    /// Project recently launched titles forward along the launch decay seen in the history.
+    pub launch_decay: bool,
 }
 
 impl Default for ForecastConfig {
@@ -192,6 +201,11 @@ impl Default for ForecastConfig {
             launch_prior_quantile: p.launch_prior_quantile,
             launch_prior_min_views: p.launch_prior_min_views,
             exposure_conversion: p.exposure_conversion,
+            share_half_life: Duration::from_secs_f64(
+                p.share_half_life_days.unwrap_or(0.0) * 86_400.0,
+            ),
+            share_prior_views: p.share_prior_views,
+            launch_decay: p.launch_decay,
         }
     }
 }
@@ -206,7 +220,10 @@ impl ForecastConfig {
             launch_prior_quantile: self.launch_prior_quantile,
             launch_prior_min_views: self.launch_prior_min_views,
             exposure_conversion: self.exposure_conversion,
-            ..ForecastParams::default()
+            share_half_life_days: (!self.share_half_life.is_zero())
+                .then(|| self.share_half_life.as_secs_f64() / 86_400.0),
+            share_prior_views: self.share_prior_views,
+            launch_decay: self.launch_decay,
         }
     }
 }
@@ -294,6 +311,10 @@ impl Config {
                 "forecast.exposure-conversion",
                 self.forecast.exposure_conversion,
             ),
+            (
+                "forecast.share-prior-views",
+                self.forecast.share_prior_views,
+            ),
         ] {
             if !v.is_finite() || v < 0.0 {
                 errs.push(format!("{k}: must be a number ≥ 0"));
@@ -356,6 +377,11 @@ mod tests {
                 "[forecast]\nexposure-conversion = -1.0\n",
                 "exposure-conversion",
             ),
+            (
+                "[forecast]\nshare-prior-views = -5.0\n",
+                "forecast.share-prior-views",
+            ),
+            ("[forecast]\nshare-half-life = \"soon\"\n", "soon"),
             ("[kek]\nkey-env = \"\"\n", "kek"),
             ("[recommend]\nrow-length = 0\n", "recommend.row-length"),
         ];
