@@ -31,8 +31,6 @@ pub struct AppliancePorts {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub dir: PathBuf,
-    pub origin: PathBuf,
-    pub control_plane_config: PathBuf,
     pub steering_config: PathBuf,
     pub fill_config: PathBuf,
     pub appliance_configs: Vec<PathBuf>,
@@ -43,8 +41,6 @@ pub struct Prepared {
     pub cert: PathBuf,
     /// Player tokens: (user, plan, token).
     pub players: Vec<(String, String, String)>,
-    /// KEK (base64) the control plane's secrets are wrapped with.
-    pub kek_b64: String,
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DemoError {
@@ -359,8 +355,6 @@ access-log = true
     )?;
     Ok(Prepared {
         dir: dir.clone(),
-        origin,
-        control_plane_config: cp_config,
         steering_config,
         fill_config,
         appliance_configs,
@@ -370,7 +364,6 @@ access-log = true
         admin_token,
         cert,
         players,
-        kek_b64,
     })
 }
 
