@@ -55,18 +55,9 @@ pub(crate) fn write(path: &Path, data: &[u8]) -> Result<(), DemoError> {
     std::fs::write(path, data).map_err(io(format!("writing {}", path.display())))
 }
 
-/// Deterministic filler bytes (xorshift), so anyone can check a segment's bytes.
+/// Deterministic filler bytes, so anyone can check a segment's bytes (`oca demo`'s).
 pub fn segment_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ (seed + 1).wrapping_mul(0xD1B5_4A32_D192_ED03);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    oca::demo::segment_bytes(seed as usize, len)
 }
 
 pub(crate) fn sha256_hex(data: &[u8]) -> String {

@@ -1,6 +1,5 @@
 //! The `fill-controller` binary: `plan`, `run`, `status`, `cancel`, `daemon`, `check-config`.
 
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -9,7 +8,6 @@ use clap::{Parser, Subcommand};
 use fill_controller::FillError;
 use fill_controller::config::Config;
 use fill_controller::inputs;
-use fill_controller::plan::Held;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -151,42 +149,8 @@ fn cmd_check(path: &Path) -> Result<(), FillError> {
 }
 
 fn cmd_plan(path: &Path, dry_run: bool, json: bool, detail: bool) -> Result<(), FillError> {
-    let (cfg, apps) = load_front(path)?;
-    let missing: Vec<&inputs::ApplianceEntry> =
-        apps.iter().filter(|a| a.inventory_file.is_none()).collect();
-    let mut fetched: HashMap<String, Vec<Held>> = HashMap::new();
-    if !missing.is_empty() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| FillError::Io {
-                what: "starting the runtime".into(),
-                source: e,
-            })?;
-        let client = fill_controller::origin::http_client();
-        rt.block_on(async {
-            let timeout = cfg.limits.request_timeout;
-            let all = missing.iter().map(|a| {
-                let client = &client;
-                async move {
-                    let r = tokio::time::timeout(timeout, inputs::fetch_inventory(client, a))
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(FillError::Appliance {
-                                appliance: a.id.clone(),
-                                message: format!("no inventory within {timeout:?}"),
-                            })
-                        });
-                    (a.id.clone(), r)
-                }
-            });
-            for (id, r) in futures_util::future::join_all(all).await {
-                fetched.insert(id, r?);
-            }
-            Ok::<(), FillError>(())
-        })?;
-    }
-    let loaded = inputs::load(&cfg, &fetched)?;
+    let cfg = Config::load(path)?;
+    let loaded = runtime()?.block_on(fill_controller::nightly::gather(&cfg))?;
     let plan = fill_controller::plan::plan(&loaded.input);
     let report =
         fill_controller::report::report(&plan, &loaded.sites, &loaded.appliances, &loaded.skipped);

@@ -124,28 +124,9 @@ impl Hot {
     }
 }
 
-/// FNV-1a 64 of a rendition id: stable across processes and replicas.
-pub fn rendition_hash(rendition: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in rendition.as_bytes() {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-/// SplitMix64's finalizer: a bijective mix of 64 bits.
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
-}
-
-/// Rendezvous weight of an appliance (by its seed, [`rendition_hash`] of its id) for a
-/// rendition (by its hash).
-pub fn weight(rendition: u64, appliance_seed: u64) -> u64 {
-    mix64(rendition ^ mix64(appliance_seed))
-}
+// The rendezvous functions live in oca-common, so the fill controller places a rendition's
+// first copy on the appliance steering ranks first.
+pub use oca_common::rendezvous::{mix64, rendition_hash, weight};
 
 /// What ranking needs to know about one appliance.
 #[derive(Debug, Clone)]
