@@ -157,7 +157,9 @@ pub async fn run(cfg: Config) -> Result<(), FillError> {
     };
     tokio::pin!(shutdown);
     loop {
-        let sites = nightly::gather(&cfg).await.map(|l| l.sites);
+        // Only the sites file decides when to wake; inventories are fetched when the night
+        // starts.
+        let sites = nightly::load_sites(&cfg);
         let windows: Vec<SiteWindow> = match &sites {
             Ok(s) => s
                 .sites

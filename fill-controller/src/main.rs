@@ -128,19 +128,13 @@ fn main() -> ExitCode {
 /// Config, sites file and appliances file.
 fn load_front(path: &Path) -> Result<(Config, Vec<inputs::ApplianceEntry>), FillError> {
     let cfg = Config::load(path)?;
-    let read = |p: &Path| {
-        std::fs::read_to_string(p).map_err(|e| FillError::Input {
-            file: p.to_path_buf(),
-            message: format!("cannot read: {e}"),
-        })
-    };
-    let sites =
-        oca_common::sites::Sites::parse(&read(&cfg.sites_file)?).map_err(|e| FillError::Input {
-            file: cfg.sites_file.clone(),
-            message: e.to_string(),
-        })?;
+    let sites = fill_controller::nightly::load_sites(&cfg)?;
     let file = &cfg.inputs.appliances_file;
-    let apps = inputs::parse_appliances(&read(file)?, file, &sites)?;
+    let text = std::fs::read_to_string(file).map_err(|e| FillError::Input {
+        file: file.clone(),
+        message: format!("cannot read: {e}"),
+    })?;
+    let apps = inputs::parse_appliances(&text, file, &sites)?;
     Ok((cfg, apps))
 }
 

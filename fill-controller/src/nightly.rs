@@ -105,17 +105,22 @@ pub fn load_saved(cfg: &Config) -> Result<SavedPlan, FillError> {
     })
 }
 
-/// Reads every input; inventories the config does not name a file for are fetched from the
-/// appliances' admin ports (bounded by `limits.request-timeout` each, all at once).
-pub async fn gather(cfg: &Config) -> Result<Loaded, FillError> {
-    let sites_text = std::fs::read_to_string(&cfg.sites_file).map_err(|e| FillError::Input {
+/// Reads and checks the sites file the config names.
+pub fn load_sites(cfg: &Config) -> Result<oca_common::sites::Sites, FillError> {
+    let text = std::fs::read_to_string(&cfg.sites_file).map_err(|e| FillError::Input {
         file: cfg.sites_file.clone(),
         message: format!("cannot read: {e}"),
     })?;
-    let sites = oca_common::sites::Sites::parse(&sites_text).map_err(|e| FillError::Input {
+    oca_common::sites::Sites::parse(&text).map_err(|e| FillError::Input {
         file: cfg.sites_file.clone(),
         message: e.to_string(),
-    })?;
+    })
+}
+
+/// Reads every input; inventories the config does not name a file for are fetched from the
+/// appliances' admin ports (bounded by `limits.request-timeout` each, all at once).
+pub async fn gather(cfg: &Config) -> Result<Loaded, FillError> {
+    let sites = load_sites(cfg)?;
     let file = &cfg.inputs.appliances_file;
     let text = std::fs::read_to_string(file).map_err(|e| FillError::Input {
         file: file.clone(),
