@@ -211,20 +211,21 @@ fn run(args: Args) -> Result<u64> {
         }
         let secs = start.elapsed().as_secs_f64();
         // What the transport did, summed over the connections (the server's packets seen
-        // from this side): packets and receive calls (GRO batches), ACK frames sent back,
-        // the path MTU reached, losses.
-        let (mut pk, mut ios, mut acks, mut lost, mut mtu) = (0u64, 0u64, 0u64, 0u64, 0u16);
+        // from this side): packets, ACK frames sent back (the server's per-ACK work scales
+        // with the ACK count), the path MTU reached, losses. (quinn's
+        // `udp_rx.ios` counts datagrams per connection, not receive system calls.)
+        let (mut pk, mut acks, mut lost, mut mtu) = (0u64, 0u64, 0u64, 0u16);
         for (conn, _) in &conns {
             let st = conn.stats();
             pk += st.udp_rx.datagrams;
-            ios += st.udp_rx.ios;
             acks += st.frame_tx.acks;
             lost += st.path.lost_packets;
             mtu = mtu.max(st.path.current_mtu);
         }
         eprintln!(
-            "oca-h3-load: quic: {pk} packets received in {ios} receive calls, {acks} ACK frames sent, \
-             path MTU {mtu}, {lost} packets lost (sent by this side)"
+            "oca-h3-load: quic: {pk} packets received, {acks} ACK frames sent ({:.1} packets per ACK), \
+             path MTU {mtu}, {lost} packets lost (sent by this side)",
+            pk as f64 / acks.max(1) as f64
         );
         for (conn, _) in &conns {
             conn.close(0u32.into(), b"done");
