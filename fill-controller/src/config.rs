@@ -44,6 +44,48 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `fill-controller daemon`.
     pub daemon: DaemonConfig,
+    /// How peer fills read other appliances.
+    pub peers: PeersConfig,
+}
+
+/// Peer fills: appliances read each other's plain HTTP port (`plain-url` in the appliances
+/// file) with `/t/{token}/{key}` URLs signed like steering's (`oca-common::token`), so the
+/// key must be one the appliances accept (a kid of their `[tokens] keys-file`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(default, rename_all = "kebab-case", deny_unknown_fields)]
+pub struct PeersConfig {
+    /// A signing key file in the appliances' format (one `[kid]` table with a base64
+    /// `secret` per key). Empty: peer URLs are unsigned `/o/{key}`, which only appliances
+    /// with `require-token = false` serve.
+    pub signing_keys_file: PathBuf,
+    /// Kid to sign with; empty: the file's newest (greatest) kid.
+    pub kid: String,
+}
+
+impl PeersConfig {
+    /// The key peer URLs are signed with, read from `signing-keys-file` (`None` when it is
+    /// empty). Errors (a config error: exit 64) name the key file and the kid, never a
+    /// secret.
+    pub fn signing_key(&self) -> Result<Option<oca_common::token::SigningKey>, FillError> {
+        if self.signing_keys_file.as_os_str().is_empty() {
+            return Ok(None);
+        }
+        let err = |message: String| FillError::Config {
+            file: self.signing_keys_file.clone(),
+            message: format!("peers.signing-keys-file: {message}"),
+        };
+        let text = std::fs::read_to_string(&self.signing_keys_file)
+            .map_err(|e| err(format!("cannot read: {e}")))?;
+        let keys = oca_common::token::KeySet::from_toml(&text).map_err(|e| err(e.to_string()))?;
+        let key = if self.kid.is_empty() {
+            keys.newest()
+        } else {
+            keys.get(&self.kid)
+        };
+        key.cloned()
+            .map(Some)
+            .ok_or_else(|| err(format!("no key with kid {:?} (peers.kid)", self.kid)))
+    }
 }
 
 /// The daemon: where it serves `/metrics`.
@@ -73,6 +115,7 @@ impl Default for Config {
             origin: OriginConfig::default(),
             limits: LimitsConfig::default(),
             daemon: DaemonConfig::default(),
+            peers: PeersConfig::default(),
         }
     }
 }
@@ -245,6 +288,7 @@ impl Config {
             &mut cfg.inputs.catalog_file,
             &mut cfg.inputs.forecast_file,
             &mut cfg.origin.path,
+            &mut cfg.peers.signing_keys_file,
         ] {
             if p.is_relative() && !p.as_os_str().is_empty() {
                 *p = base.join(&*p);
@@ -325,6 +369,15 @@ impl Config {
         if !(1..=20).contains(&l.attempts) {
             errs.push("limits.attempts: must be between 1 and 20".into());
         }
+        let kid = &self.peers.kid;
+        if !kid.is_empty()
+            && (kid.len() > 16
+                || !kid
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        {
+            errs.push("peers.kid: must be [a-z0-9]{1,16} or empty".into());
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -390,12 +443,50 @@ mod tests {
             ("[regions]\nisp1-fra-a = []\n", "regions.isp1-fra-a"),
             ("bogus = 1\n", "unknown field"),
             ("sites-file = \"\"\n", "sites-file"),
+            ("[peers]\nkid = \"K 1\"\n", "peers.kid"),
         ];
         for (text, needle) in cases {
             let err = Config::parse(text, path).expect_err(text).to_string();
             assert!(err.contains(needle), "{text} -> {err}");
             assert!(err.starts_with("/etc/fc/fill-controller.toml"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_peer_signing_key_comes_from_a_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys.toml");
+        // base64 of 32 bytes "aaaa…" and "bbbb…".
+        let a = "YWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWFhYWE=";
+        let b = "YmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmJiYmI=";
+        std::fs::write(
+            &file,
+            format!("[k1]\nsecret = \"{a}\"\n[k2]\nsecret = \"{b}\"\n"),
+        )
+        .unwrap();
+        let mut p = PeersConfig::default();
+        assert!(p.signing_key().unwrap().is_none(), "no file: unsigned");
+        p.signing_keys_file = file.clone();
+        let k = p.signing_key().unwrap().unwrap();
+        assert_eq!(
+            (k.kid.as_str(), k.secret.as_slice()),
+            ("k2", &[b'b'; 32][..])
+        );
+        p.kid = "k1".into();
+        assert_eq!(p.signing_key().unwrap().unwrap().secret, vec![b'a'; 32]);
+        p.kid = "k9".into();
+        let e = p.signing_key().unwrap_err().to_string();
+        assert!(e.contains("no key with kid \"k9\""), "{e}");
+        std::fs::write(&file, "[k1]\nsecret = \"not base64!\"\n").unwrap();
+        p.kid = String::new();
+        let e = p.signing_key().unwrap_err();
+        assert!(matches!(e, FillError::Config { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("keys.toml") && e.contains("peers.signing-keys-file"),
+            "{e}"
+        );
+        assert!(!e.contains("not base64"), "{e}");
     }
 
     #[test]

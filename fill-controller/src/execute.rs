@@ -5,28 +5,37 @@
 //!   --now`), each waits for its site's window ([`crate::window`]) — every appliance of a site
 //!   computes the same opening instant, so a site starts together — and stops for the night
 //!   when it closes.
-//! - **Plan order** (most valuable first). A fill's files stream from the source straight
-//!   into the appliance's `PUT /v1/objects/{key}` with `Content-Length`, `x-oca-sha256` from
-//!   the manifest and `x-oca-tier`, paced by the appliance's [`TokenBucket`]; then the
-//!   (possibly leading-part) manifest is committed with `PUT /v1/renditions/{t}/{r}`.
+//! - **Plan order** (most valuable first), **up to `parallel` objects at once** per
+//!   appliance (`limits.parallel-per-appliance`): transfers start in plan order — the
+//!   earliest begun rendition's next file, then the next rendition's first — and all of an
+//!   appliance's transfers share its [`TokenBucket`] (the rate cap holds for the sum) and its
+//!   nightly budget. A fill's files stream from the source straight into the appliance's
+//!   `PUT /v1/objects/{key}` with `Content-Length`, `x-oca-sha256` from the manifest and
+//!   `x-oca-tier`; once all of them are in, the manifest is committed with
+//!   `PUT /v1/renditions/{t}/{r}`. A file that fails stops the rest of its rendition. An
+//!   appliance's first transfer runs alone (refused credentials cost one request).
 //! - **Sources**: the plan's source (a peer, or the upstream cluster's appliances in id
 //!   order), then the origin. 5xx, stalls (no byte for `idle_timeout`) and cut connections
 //!   are retried on the same source with exponential backoff; a 404 or wrong bytes (the
 //!   appliance's 422: nothing was kept) move to the next source; when the origin fails too,
 //!   the rendition is given up for the night. Refused origin credentials stop the whole run
 //!   at once with an error naming the origin.
-//! - **Deletions** run only right before the fill they make room for (`Fill::needs_deletes`), so
-//!   nothing is deleted for a fill that the budget or the window never reaches; deletions
-//!   tied to no fill run after the appliance's fills are all done.
-//! - **Nightly budget**: a fill that would take the appliance over its budget stops it for
-//!   the night. Bytes count as they are sent (journaled per object).
+//! - **Deletions** run only right before the fill they make room for (`Fill::needs_deletes`)
+//!   begins, one at a time in plan order (so every earlier fill's deletions are done too,
+//!   even while earlier fills are still in flight); nothing is deleted for a fill that the
+//!   budget or the window never reaches; deletions tied to no fill run after the appliance's
+//!   fills are all done.
+//! - **Nightly budget**: a fill begins only if its bytes fit what is left after the fills in
+//!   flight; if not, the worker waits for those, and a fill that still does not fit stops the
+//!   appliance for the night. Bytes count as they are sent (journaled per object).
+//! - **Window and cancel** are checked before each object starts; objects in flight finish.
 //! - **Journal** ([`crate::journal`]): done objects, committed renditions and deletions are
 //!   skipped on a rerun; an object the appliance already has answers 200 and is not sent.
 //!
 //! What it does not do: plan, re-read inventories during a run, or serve metrics (the
 //! `daemon` serves the [`Metrics`] registered by the caller).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -83,6 +92,8 @@ pub struct ExecOptions {
     pub chunk: usize,
     /// Key for signing peer URLs (`None`: peers serve `/o/{key}`).
     pub peer_key: Option<SigningKey>,
+    /// Object transfers at once per appliance (`limits.parallel-per-appliance`).
+    pub parallel: usize,
 }
 
 impl Default for ExecOptions {
@@ -94,19 +105,21 @@ impl Default for ExecOptions {
             backoff: Duration::from_secs(1),
             chunk: 64 * 1024,
             peer_key: None,
+            parallel: 4,
         }
     }
 }
 
 impl ExecOptions {
     /// Options from the config's `[limits]`: `request-timeout` is the idle timeout (no byte
-    /// for that long is a stall), `attempts` the tries per source. `run --now` sets
-    /// `ignore_window`.
+    /// for that long is a stall), `attempts` the tries per source, `parallel-per-appliance`
+    /// the transfers at once per appliance. `run --now` sets `ignore_window`.
     pub fn from_limits(l: &crate::config::LimitsConfig, ignore_window: bool) -> ExecOptions {
         ExecOptions {
             ignore_window,
             idle_timeout: l.request_timeout,
             attempts: l.attempts.max(1),
+            parallel: usize::try_from(l.parallel_per_appliance.max(1)).unwrap_or(1),
             ..ExecOptions::default()
         }
     }
@@ -143,6 +156,27 @@ pub struct ApplianceReport {
 /// What a run did, per appliance id.
 pub type Report = BTreeMap<String, ApplianceReport>;
 
+/// Live progress of one appliance in a run, for progress bars and plain progress lines.
+#[derive(Debug, Default)]
+pub struct ApplianceProgress {
+    /// Bytes of the plan's fills for it.
+    pub planned_bytes: AtomicU64,
+    /// Bytes done: sent in this run (retries included), plus what the journal says was
+    /// done before.
+    pub done_bytes: AtomicU64,
+    /// Fills the plan has for it.
+    pub fills: AtomicU64,
+    /// Fills committed (in this run, or before per the journal).
+    pub filled: AtomicU64,
+    /// Fills given up for the night.
+    pub failed: AtomicU64,
+    /// Its worker has stopped.
+    pub finished: AtomicBool,
+}
+
+/// Per-appliance progress of the current run, by appliance id; filled in when a run starts.
+pub type Progress = Arc<Mutex<BTreeMap<String, Arc<ApplianceProgress>>>>;
+
 struct SiteLimits {
     window: SiteWindow,
     rate_bps: u64,
@@ -161,6 +195,7 @@ pub struct Executor {
     client: HttpClient,
     /// Set to stop every worker after the objects in flight (`fill-controller cancel`).
     stop: Arc<AtomicBool>,
+    progress: Progress,
 }
 
 struct Ctx {
@@ -172,6 +207,7 @@ struct Ctx {
     journal: Journal,
     plan_id: String,
     stop: Arc<AtomicBool>,
+    progress: BTreeMap<String, Arc<ApplianceProgress>>,
 }
 
 impl Executor {
@@ -179,6 +215,17 @@ impl Executor {
     /// they report [`Stop::Aborted`].
     pub fn cancel_handle(&self) -> Arc<AtomicBool> {
         self.stop.clone()
+    }
+
+    /// The live progress of the current run (empty until a run starts).
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
+    /// Report progress into `progress` (shared with a display) instead of a private one.
+    pub fn with_progress(mut self, progress: Progress) -> Executor {
+        self.progress = progress;
+        self
     }
 
     /// An executor over `origin`, the known appliances, the sites file, writing its journal
@@ -200,6 +247,7 @@ impl Executor {
             state_dir,
             client: http_client(),
             stop: Arc::new(AtomicBool::new(false)),
+            progress: Progress::default(),
         }
     }
 
@@ -259,6 +307,19 @@ impl Executor {
             limits.insert(id.clone(), self.limits(&a.site)?);
         }
         let journal = Journal::open(&self.state_dir, plan_id)?;
+        let progress: BTreeMap<String, Arc<ApplianceProgress>> = per
+            .iter()
+            .map(|(id, (fills, _))| {
+                let p = ApplianceProgress::default();
+                p.fills.store(fills.len() as u64, Ordering::Relaxed);
+                p.planned_bytes
+                    .store(fills.iter().map(|f| f.1.bytes).sum(), Ordering::Relaxed);
+                (id.clone(), Arc::new(p))
+            })
+            .collect();
+        if let Ok(mut g) = self.progress.lock() {
+            g.clone_from(&progress);
+        }
         let ctx = Arc::new(Ctx {
             origin: self.origin.clone(),
             appliances: self.appliances.clone(),
@@ -268,6 +329,7 @@ impl Executor {
             journal,
             plan_id: plan_id.to_owned(),
             stop: self.stop.clone(),
+            progress,
         });
         let manifests = Arc::new(manifests.clone());
         let mut set = tokio::task::JoinSet::new();
@@ -278,7 +340,7 @@ impl Executor {
             let ctx = ctx.clone();
             let manifests = manifests.clone();
             set.spawn(async move {
-                let r = worker(&ctx, &id, lim, fills, deletes, &manifests).await;
+                let r = worker(ctx.clone(), id.clone(), lim, fills, deletes, manifests).await;
                 if r.is_err() {
                     ctx.stop.store(true, Ordering::SeqCst);
                 }
@@ -328,17 +390,61 @@ fn night_of(state: WindowState) -> String {
     }
 }
 
+/// A rendition a worker has begun: its files not yet in the journal, in playback order.
+struct Active {
+    /// Index into the worker's fills (plan order).
+    pos: usize,
+    /// Files still to send (not journaled when the rendition began).
+    files: Vec<ManifestFile>,
+    /// Next file of `files` to start.
+    next: usize,
+    /// Transfers running now.
+    in_flight: usize,
+    /// Bytes reserved against the budget when it began.
+    need: u64,
+    /// Bytes sent so far (retries included).
+    sent: u64,
+    /// The first error of one of its objects: no more of its files start.
+    failed: Option<FillError>,
+    /// Sources, in the order tried.
+    srcs: Arc<Vec<Src>>,
+}
+
+/// Whether a rendition needing `need` more bytes may begin when `budget_left` bytes are left
+/// tonight and the renditions in flight still hold `reserved` of them (pure).
+pub fn fits_budget(need: u64, budget_left: u64, reserved: u64) -> bool {
+    need <= budget_left.saturating_sub(reserved)
+}
+
+fn fatal(e: &FillError) -> bool {
+    matches!(
+        e,
+        FillError::OriginAuth { .. } | FillError::Journal { .. } | FillError::Appliance { .. }
+    )
+}
+
+type Outcome = Result<(ObjectOutcome, u64), (u64, FillError)>;
+
+/// One appliance's night: up to `opts.parallel` object transfers at once, started in plan
+/// order (the earliest begun rendition's next file first, then the next rendition), all
+/// paced by one token bucket and held to one nightly budget. A rendition begins only when
+/// its bytes fit the budget left after what the renditions in flight still need (else the
+/// worker waits for them, and stops for the night when nothing is left in flight), and only
+/// after its `needs_deletes` are done — deletions run one at a time, in plan order, before
+/// the fill that needs them begins, so every earlier fill's deletions are done too.
 async fn worker(
-    ctx: &Ctx,
-    id: &str,
+    ctx: Arc<Ctx>,
+    id: String,
     lim: SiteLimits,
     fills: Vec<(usize, Fill)>,
     deletes: Vec<(usize, Delete)>,
-    manifests: &BTreeMap<RenditionId, RenditionManifest>,
+    manifests: Arc<BTreeMap<RenditionId, RenditionManifest>>,
 ) -> Result<ApplianceReport, FillError> {
+    let id = id.as_str();
     let app = ctx
         .appliances
         .get(id)
+        .cloned()
         .ok_or_else(|| FillError::Plan(format!("unknown appliance {id}")))?;
     let state = lim
         .window
@@ -376,78 +482,206 @@ async fn worker(
         lim.rate_bps,
         Instant::now(),
     )));
+    let parallel = ctx.opts.parallel.max(1);
+    let prog = ctx.progress.get(id).cloned().unwrap_or_default();
+    let mut filled: Vec<(usize, RenditionId)> = Vec::new();
+    let mut failed: Vec<(usize, RenditionId, String)> = Vec::new();
     let result = async {
-        let mut started: HashSet<usize> = HashSet::new();
-        for (i, fill) in &fills {
-            if ctx.stop.load(Ordering::SeqCst) {
-                report.stop = Stop::Aborted;
-                return Ok(());
-            }
-            if closes.is_some_and(|c| jiff::Timestamp::now() >= c) {
-                report.stop = Stop::WindowClosed;
-                return Ok(());
-            }
-            let st = ctx.journal.state();
-            let rid = fill.rendition.as_str().to_owned();
-            if st.fills.contains(&(id.to_owned(), rid.clone()))
-                || st.failed.contains(&(id.to_owned(), rid.clone(), night.clone()))
-            {
-                continue;
-            }
-            let m = manifests
-                .get(&fill.rendition)
-                .ok_or_else(|| FillError::Plan(format!("no manifest for {rid}")))?;
-            let files = m.files.clone();
-            let need: u64 = files
-                .iter()
-                .filter(|f| {
-                    !st.files
-                        .contains(&(id.to_owned(), format!("{rid}/{}", f.name)))
-                })
-                .map(|f| f.size)
-                .sum();
-            if need > budget_left {
-                report.stop = Stop::Budget;
-                return Ok(());
-            }
-            started.insert(*i);
-            for (_, d) in deletes
-                .iter()
-                .filter(|(j, _)| fill.needs_deletes.iter().any(|n| *n as usize == *j))
-            {
-                delete(ctx, app, d, &mut report).await?;
-            }
-            match fill_one(ctx, app, fill, m, &files, &bucket, &night).await {
-                Ok(sent) => {
-                    report.bytes += sent;
-                    budget_left = budget_left.saturating_sub(sent);
-                    ctx.metrics
-                        .budget_remaining
-                        .dec_by(i64::try_from(sent).unwrap_or(i64::MAX));
-                    report.filled.push(fill.rendition.clone());
+        let mut tasks: tokio::task::JoinSet<(usize, String, Outcome)> = tokio::task::JoinSet::new();
+        let mut active: BTreeMap<usize, Active> = BTreeMap::new();
+        let mut next_fill = 0usize;
+        let mut halt: Option<Stop> = None;
+        let mut proven = false;
+        loop {
+            // Start what may start.
+            // The first transfer runs alone: refused credentials or a dead appliance show
+            // up after one request, not `parallel` of them.
+            let width = if proven { parallel } else { 1 };
+            while halt.is_none() && tasks.len() < width {
+                if ctx.stop.load(Ordering::SeqCst) {
+                    halt = Some(Stop::Aborted);
+                    break;
                 }
-                Err((sent, e)) => {
-                    report.bytes += sent;
-                    budget_left = budget_left.saturating_sub(sent);
-                    ctx.metrics
-                        .budget_remaining
-                        .dec_by(i64::try_from(sent).unwrap_or(i64::MAX));
-                    if matches!(e, FillError::OriginAuth { .. } | FillError::Journal { .. })
-                        || matches!(&e, FillError::Appliance { .. })
+                if closes.is_some_and(|c| jiff::Timestamp::now() >= c) {
+                    halt = Some(Stop::WindowClosed);
+                    break;
+                }
+                // The earliest begun rendition's next file.
+                if let Some(a) = active
+                    .values_mut()
+                    .find(|a| a.failed.is_none() && a.next < a.files.len())
+                {
+                    let f = a.files[a.next].clone();
+                    a.next += 1;
+                    a.in_flight += 1;
+                    let fill = &fills[a.pos].1;
+                    let key = fill
+                        .rendition
+                        .key(&f.name)
+                        .map_err(|e| FillError::Plan(format!("{}: {e}", fill.rendition)))?;
+                    let published = manifests.get(&fill.rendition).and_then(|m| m.published);
+                    let (ctx2, app2, srcs, bucket2, tier, pos) = (
+                        ctx.clone(),
+                        app.clone(),
+                        a.srcs.clone(),
+                        bucket.clone(),
+                        fill.tier,
+                        a.pos,
+                    );
+                    tasks.spawn(async move {
+                        let r = transfer(&ctx2, &app2, &srcs, &key, &f, tier, published, &bucket2)
+                            .await;
+                        (pos, key.to_string(), r)
+                    });
+                    continue;
+                }
+                // Else begin the next rendition.
+                let Some((_, fill)) = fills.get(next_fill) else {
+                    break;
+                };
+                let st = ctx.journal.state();
+                let rid = fill.rendition.as_str().to_owned();
+                if st.fills.contains(&(id.to_owned(), rid.clone())) {
+                    prog.filled.fetch_add(1, Ordering::Relaxed);
+                    prog.done_bytes.fetch_add(fill.bytes, Ordering::Relaxed);
+                    next_fill += 1;
+                    continue;
+                }
+                if st
+                    .failed
+                    .contains(&(id.to_owned(), rid.clone(), night.clone()))
+                {
+                    prog.failed.fetch_add(1, Ordering::Relaxed);
+                    next_fill += 1;
+                    continue;
+                }
+                let m = manifests
+                    .get(&fill.rendition)
+                    .ok_or_else(|| FillError::Plan(format!("no manifest for {rid}")))?;
+                let mut pending = Vec::new();
+                for f in &m.files {
+                    if st
+                        .files
+                        .contains(&(id.to_owned(), format!("{rid}/{}", f.name)))
                     {
-                        return Err(e);
+                        count_object(&ctx, ObjectOutcome::Journaled);
+                        prog.done_bytes.fetch_add(f.size, Ordering::Relaxed);
+                    } else {
+                        pending.push(f.clone());
                     }
-                    tracing::warn!(appliance = id, rendition = %rid, error = %e, "fill given up for the night");
-                    ctx.journal.append(&Entry::Failed {
+                }
+                let need: u64 = pending.iter().map(|f| f.size).sum();
+                let reserved: u64 = active.values().map(|a| a.need.saturating_sub(a.sent)).sum();
+                if !fits_budget(need, budget_left, reserved) {
+                    if tasks.is_empty() {
+                        halt = Some(Stop::Budget);
+                    }
+                    // Else wait for the renditions in flight, then look again.
+                    break;
+                }
+                let pos = next_fill;
+                next_fill += 1;
+                for (_, d) in deletes
+                    .iter()
+                    .filter(|(j, _)| fill.needs_deletes.iter().any(|n| *n as usize == *j))
+                {
+                    delete(&ctx, &app, d, &mut report).await?;
+                }
+                if pending.is_empty() {
+                    // Every file is in: only the manifest is left (a crash came between).
+                    match commit(&ctx, &app, fill, m).await {
+                        Ok(()) => {
+                            prog.filled.fetch_add(1, Ordering::Relaxed);
+                            filled.push((pos, fill.rendition.clone()));
+                        }
+                        Err(e) if fatal(&e) => return Err(e),
+                        Err(e) => give_up(&ctx, id, fill, &night, e, pos, &mut failed)?,
+                    }
+                    continue;
+                }
+                active.insert(
+                    pos,
+                    Active {
+                        pos,
+                        files: pending,
+                        next: 0,
+                        in_flight: 0,
+                        need,
+                        sent: 0,
+                        failed: None,
+                        srcs: Arc::new(sources(&ctx, &app, fill)),
+                    },
+                );
+            }
+            // Wait for one transfer.
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
+            let (pos, key, r) =
+                joined.map_err(|e| FillError::Plan(format!("a transfer task failed: {e}")))?;
+            let fill = &fills[pos].1;
+            let a = active
+                .get_mut(&pos)
+                .ok_or_else(|| FillError::Plan(format!("no active fill {pos}")))?;
+            a.in_flight -= 1;
+            let n = match r {
+                Ok((outcome, n)) => {
+                    proven = true;
+                    count_object(&ctx, outcome);
+                    ctx.journal.append(&Entry::File {
                         plan: ctx.plan_id.clone(),
                         appliance: id.to_owned(),
-                        rendition: rid.clone(),
-                        night: night.clone(),
-                        reason: e.to_string(),
+                        key,
                     })?;
-                    report.failed.push((fill.rendition.clone(), e.to_string()));
+                    n
+                }
+                Err((n, e)) => {
+                    count_object(&ctx, ObjectOutcome::Failed);
+                    if fatal(&e) {
+                        return Err(e);
+                    }
+                    a.failed.get_or_insert(e);
+                    n
+                }
+            };
+            report.bytes += n;
+            a.sent += n;
+            budget_left = budget_left.saturating_sub(n);
+            ctx.metrics
+                .budget_remaining
+                .dec_by(i64::try_from(n).unwrap_or(i64::MAX));
+            if n > 0 {
+                ctx.journal.append(&Entry::Bytes {
+                    appliance: id.to_owned(),
+                    night: night.clone(),
+                    bytes: n,
+                })?;
+            }
+            if a.in_flight == 0 && (a.failed.is_some() || a.next == a.files.len()) {
+                let a = active
+                    .remove(&pos)
+                    .ok_or_else(|| FillError::Plan(format!("no active fill {pos}")))?;
+                match a.failed {
+                    Some(e) => give_up(&ctx, id, fill, &night, e, pos, &mut failed)?,
+                    None => {
+                        let m = manifests.get(&fill.rendition).ok_or_else(|| {
+                            FillError::Plan(format!("no manifest for {}", fill.rendition))
+                        })?;
+                        match commit(&ctx, &app, fill, m).await {
+                            Ok(()) => {
+                                prog.filled.fetch_add(1, Ordering::Relaxed);
+                                filled.push((pos, fill.rendition.clone()));
+                            }
+                            Err(e) if fatal(&e) => return Err(e),
+                            Err(e) => give_up(&ctx, id, fill, &night, e, pos, &mut failed)?,
+                        }
+                    }
                 }
             }
+        }
+        if let Some(stop) = halt {
+            report.stop = stop;
+            return Ok(());
         }
         // Deletions no fill asked for run last.
         for (_, d) in deletes.iter().filter(|(j, _)| {
@@ -455,18 +689,48 @@ async fn worker(
                 .iter()
                 .any(|(_, f)| f.needs_deletes.iter().any(|n| *n as usize == *j))
         }) {
-            delete(ctx, app, d, &mut report).await?;
+            delete(&ctx, &app, d, &mut report).await?;
         }
         Ok(())
     }
     .await;
+    prog.finished.store(true, Ordering::Relaxed);
     ctx.metrics.active.dec();
     ctx.metrics.budget_remaining.dec_by(
         i64::try_from(budget_left)
             .unwrap_or(i64::MAX)
             .min(budget_gauge),
     );
+    filled.sort_by_key(|f| f.0);
+    failed.sort_by_key(|f| f.0);
+    report.filled = filled.into_iter().map(|f| f.1).collect();
+    report.failed = failed.into_iter().map(|f| (f.1, f.2)).collect();
     result.map(|()| report)
+}
+
+/// A rendition given up for the night: journaled, so a rerun the same night skips it.
+fn give_up(
+    ctx: &Ctx,
+    id: &str,
+    fill: &Fill,
+    night: &str,
+    e: FillError,
+    pos: usize,
+    failed: &mut Vec<(usize, RenditionId, String)>,
+) -> Result<(), FillError> {
+    tracing::warn!(appliance = id, rendition = %fill.rendition, error = %e, "fill given up for the night");
+    ctx.journal.append(&Entry::Failed {
+        plan: ctx.plan_id.clone(),
+        appliance: id.to_owned(),
+        rendition: fill.rendition.to_string(),
+        night: night.to_owned(),
+        reason: e.to_string(),
+    })?;
+    if let Some(p) = ctx.progress.get(id) {
+        p.failed.fetch_add(1, Ordering::Relaxed);
+    }
+    failed.push((pos, fill.rendition.clone(), e.to_string()));
+    Ok(())
 }
 
 fn bearer(app: &Appliance) -> String {
@@ -565,59 +829,14 @@ fn sources(ctx: &Ctx, app: &Appliance, fill: &Fill) -> Vec<Src> {
     out
 }
 
-/// Fill one rendition: every file, then the manifest. `Ok(bytes sent)`, or the bytes sent
-/// before the error.
-async fn fill_one(
+/// Commit a rendition's manifest once its files are in, and journal it.
+async fn commit(
     ctx: &Ctx,
     app: &Appliance,
     fill: &Fill,
     m: &RenditionManifest,
-    files: &[ManifestFile],
-    bucket: &Arc<Mutex<TokenBucket>>,
-    night: &str,
-) -> Result<u64, (u64, FillError)> {
-    let srcs = sources(ctx, app, fill);
-    let mut sent = 0u64;
-    for f in files {
-        let key = fill
-            .rendition
-            .key(&f.name)
-            .map_err(|e| (sent, FillError::Plan(format!("{}: {e}", fill.rendition))))?;
-        let done = (app.id.clone(), key.to_string());
-        if ctx.journal.state().files.contains(&done) {
-            count_object(ctx, ObjectOutcome::Journaled);
-            continue;
-        }
-        let (outcome, n) =
-            match transfer(ctx, app, &srcs, &key, f, fill.tier, m.published, bucket).await {
-                Ok(x) => x,
-                Err((n, e)) => {
-                    count_object(ctx, ObjectOutcome::Failed);
-                    return Err((sent + n, e));
-                }
-            };
-        sent += n;
-        count_object(ctx, outcome);
-        let j = ctx
-            .journal
-            .append(&Entry::File {
-                plan: ctx.plan_id.clone(),
-                appliance: app.id.clone(),
-                key: key.to_string(),
-            })
-            .and_then(|()| {
-                ctx.journal.append(&Entry::Bytes {
-                    appliance: app.id.clone(),
-                    night: night.to_owned(),
-                    bytes: n,
-                })
-            });
-        j.map_err(|e| (sent, e))?;
-    }
-    // Commit the manifest (a leading part when not every file is placed).
-    let mut part = m.clone();
-    part.files = files.to_vec();
-    let body = serde_json::to_vec(&part).map_err(|e| (sent, FillError::Plan(e.to_string())))?;
+) -> Result<(), FillError> {
+    let body = serde_json::to_vec(m).map_err(|e| FillError::Plan(e.to_string()))?;
     let uri = format!(
         "{}/v1/renditions/{}",
         app.admin.trim_end_matches('/'),
@@ -631,18 +850,15 @@ async fn fill_one(
                 .map_err(|e| match e {})
                 .boxed_unsync(),
         )
-        .map_err(|e| (sent, appliance_err(app, e.to_string())))?;
+        .map_err(|e| appliance_err(app, e.to_string()))?;
     let resp = ctx
         .client
         .request(req)
         .await
-        .map_err(|e| (sent, appliance_err(app, format!("PUT {uri}: {e}"))))?;
+        .map_err(|e| appliance_err(app, format!("PUT {uri}: {e}")))?;
     let status = resp.status();
     if status.as_u16() == 401 {
-        return Err((
-            sent,
-            appliance_err(app, "the admin token was refused".into()),
-        ));
+        return Err(appliance_err(app, "the admin token was refused".into()));
     }
     if !status.is_success() {
         let text = resp
@@ -651,25 +867,20 @@ async fn fill_one(
             .await
             .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
             .unwrap_or_default();
-        return Err((
-            sent,
-            FillError::Fetch {
-                from: format!("appliance {}", app.id),
-                key: fill.rendition.to_string(),
-                kind: FaultKind::Appliance,
-                message: format!("manifest commit: {status}: {}", text.trim()),
-            },
-        ));
+        return Err(FillError::Fetch {
+            from: format!("appliance {}", app.id),
+            key: fill.rendition.to_string(),
+            kind: FaultKind::Appliance,
+            message: format!("manifest commit: {status}: {}", text.trim()),
+        });
     }
-    ctx.journal
-        .append(&Entry::Fill {
-            plan: ctx.plan_id.clone(),
-            appliance: app.id.clone(),
-            rendition: fill.rendition.to_string(),
-        })
-        .map_err(|e| (sent, e))?;
+    ctx.journal.append(&Entry::Fill {
+        plan: ctx.plan_id.clone(),
+        appliance: app.id.clone(),
+        rendition: fill.rendition.to_string(),
+    })?;
     ctx.metrics.renditions.inc();
-    Ok(sent)
+    Ok(())
 }
 
 fn count_object(ctx: &Ctx, outcome: ObjectOutcome) {
@@ -795,6 +1006,7 @@ async fn put_object(
     let size = f.size;
     let chunk = ctx.opts.chunk.max(1);
     let metrics = ctx.metrics.clone();
+    let prog = ctx.progress.get(&app.id).cloned();
     let (bucket2, sent2, fault2, from2, key2) = (
         bucket.clone(),
         sent.clone(),
@@ -803,13 +1015,14 @@ async fn put_object(
         key.to_string(),
     );
     let body_stream = futures_util::stream::unfold(st, move |mut st| {
-        let (bucket, sent, fault, from, key, metrics) = (
+        let (bucket, sent, fault, from, key, metrics, prog) = (
             bucket2.clone(),
             sent2.clone(),
             fault2.clone(),
             from2.clone(),
             key2.clone(),
             metrics.clone(),
+            prog.clone(),
         );
         async move {
             if st.done {
@@ -875,6 +1088,10 @@ async fn put_object(
                 tokio::time::sleep(wait).await;
             }
             sent.fetch_add(piece.len() as u64, Ordering::Relaxed);
+            if let Some(p) = &prog {
+                p.done_bytes
+                    .fetch_add(piece.len() as u64, Ordering::Relaxed);
+            }
             metrics
                 .bytes
                 .get_or_create(&SourceLabels { source: label })
@@ -941,4 +1158,22 @@ async fn put_object(
 
 fn fmt_dur(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rendition_begins_only_if_it_fits_beside_the_ones_in_flight() {
+        // 500 left tonight, 300 still held by fills in flight: 200 fits, 201 does not.
+        assert!(fits_budget(200, 500, 300));
+        assert!(!fits_budget(201, 500, 300));
+        // Nothing in flight: the whole budget.
+        assert!(fits_budget(500, 500, 0));
+        assert!(!fits_budget(501, 500, 0));
+        // In-flight reservations above what is left (retries overshoot): nothing fits but 0.
+        assert!(!fits_budget(1, 100, 300));
+        assert!(fits_budget(0, 100, 300));
+    }
 }

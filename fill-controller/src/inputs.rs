@@ -15,7 +15,11 @@
 //! disk = "100TB"
 //! state = "up"                               # up | degraded | draining | stale
 //! inventory-file = "inv/oca-isp1-01.json"    # optional: GET /v1/inventory output
+//! plain-url = "http://10.0.0.11:80"          # optional: its plain HTTP port, for peer fills
 //! ```
+//! `plain-url` is the URL of the appliance's plain HTTP/1.1 port (the appliance's
+//! `[server] http-listen`): with it, other appliances of its cluster (and of the clusters
+//! below) fill from it instead of the origin; without it, it is never used as a source.
 //! Draining and stale appliances get no new copies (see [`crate::plan`]).
 //!
 //! Demand: each forecast row `{"rendition", "region", "views"}` adds `views × rendition
@@ -76,6 +80,10 @@ pub struct ApplianceEntry {
     /// Its inventory as `GET /v1/inventory` returns it; fetched from `admin-url` if absent.
     #[serde(default)]
     pub inventory_file: Option<PathBuf>,
+    /// Base URL of its plain HTTP port (`http://host:port`), read by peers that fill from it
+    /// with URLs signed by `[peers]`' key; absent: it is not used as a source.
+    #[serde(default)]
+    pub plain_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -127,6 +135,14 @@ pub fn parse_appliances(
         }
         if !(a.admin_url.starts_with("http://") || a.admin_url.starts_with("https://")) {
             return Err(at("admin-url: must be an http(s) URL".into()));
+        }
+        if a.plain_url
+            .as_ref()
+            .is_some_and(|u| !u.starts_with("http://"))
+        {
+            return Err(at(
+                "plain-url: must be an http:// URL (the appliance's plain HTTP port)".into(),
+            ));
         }
         if a.flash == 0 && a.disk == 0 {
             return Err(at("flash, disk: at least one must be more than 0".into()));
@@ -411,9 +427,17 @@ mod tests {
         assert_eq!(a[0].disk, 1 << 40);
         assert_eq!(a[0].state, ApplianceState::Draining);
         assert_eq!(a[0].admin_token_file, Path::new("/etc/fc/t/oca-1"));
+        assert_eq!(a[0].plain_url, None);
+        let with_plain = format!("{ok}plain-url = \"http://10.0.0.1:80\"\n");
+        let a = parse_appliances(&with_plain, f, &sites()).unwrap();
+        assert_eq!(a[0].plain_url.as_deref(), Some("http://10.0.0.1:80"));
         let cases = [
             (ok.replace("isp1-fra-a", "nope"), "unknown cluster \"nope\""),
             (ok.replace("http://", "ftp://"), "admin-url"),
+            (
+                format!("{ok}plain-url = \"https://10.0.0.1:443\"\n"),
+                "plain-url: must be an http:// URL",
+            ),
             (ok.replace("oca-1\"\nc", "oca 1\"\nc"), "id must be"),
             (format!("{ok}{ok}"), "used twice"),
             (ok.replace("draining", "asleep"), "unknown variant"),

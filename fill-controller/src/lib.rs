@@ -10,7 +10,8 @@
 //!   byte budget, streaming into each appliance's ingest API; resumable from a journal.
 //!   Its pure parts: [`window`] (local fill windows, DST-safe), [`bucket`] (token bucket);
 //!   its state: [`journal`] (append-only JSON lines); its [`metrics`] (`fill_*`).
-//! - [`nightly`]: gather inputs, plan, save, execute — what the CLI and the demo call.
+//! - [`nightly`]: gather inputs, plan, save, execute — what the CLI and the demo call;
+//!   [`progress`]: `run`'s progress bars on a terminal, plain lines otherwise.
 #![forbid(unsafe_code)]
 
 pub mod bucket;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod nightly;
 pub mod origin;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod window;
 

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use fill_controller::FillError;
 use fill_controller::config::Config;
 use fill_controller::inputs;
+use fill_controller::progress::Display;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -18,6 +19,7 @@ Examples:
   fill-controller plan                           # also saves it as {state-dir}/plan.json
   fill-controller run                            # execute the saved plan in the fill windows
   fill-controller run --now                      # ... starting now, ignoring the windows
+  fill-controller run --now 2>run.log            # progress as plain lines (bars on a terminal)
   fill-controller status                         # progress of the saved plan (from the journal)
   fill-controller cancel                         # stop a running `run` after objects in flight
   fill-controller daemon                         # plan and run every night (systemd service)
@@ -63,7 +65,8 @@ enum Command {
         #[arg(long)]
         detail: bool,
     },
-    /// Check the config file, the sites file and the appliances file; print nothing on success.
+    /// Check the config file, the sites file, the appliances file and the peers' signing key
+    /// file; print nothing on success.
     CheckConfig,
     /// Execute the saved plan (from `plan`) inside each site's fill window, resuming its
     /// journal after a crash; prints what each appliance got. Exit 1 if any rendition failed.
@@ -139,7 +142,8 @@ fn load_front(path: &Path) -> Result<(Config, Vec<inputs::ApplianceEntry>), Fill
 }
 
 fn cmd_check(path: &Path) -> Result<(), FillError> {
-    load_front(path).map(|_| ())
+    let (cfg, _) = load_front(path)?;
+    cfg.peers.signing_key().map(|_| ())
 }
 
 fn cmd_plan(path: &Path, dry_run: bool, json: bool, detail: bool) -> Result<(), FillError> {
@@ -202,9 +206,36 @@ fn init_logs() {
         .try_init();
 }
 
+/// Log lines to stderr through the progress display, so they do not tear its bars.
+#[derive(Clone)]
+struct LogWriter(Display);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_stderr(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn init_logs_with(display: &Display) {
+    let display = display.clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FILL_CONTROLLER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(matches!(display, Display::Bars(_)))
+        .with_writer(move || LogWriter(display.clone()))
+        .try_init();
+}
+
 /// `run`: the saved plan, now or in the windows. Ok(false) when a rendition failed.
 fn cmd_run(path: &Path, now: bool) -> Result<bool, FillError> {
-    init_logs();
+    let display = Display::detect();
+    init_logs_with(&display);
     let cfg = Config::load(path)?;
     let saved = fill_controller::nightly::load_saved(&cfg)?;
     let rt = runtime()?;
@@ -212,7 +243,19 @@ fn cmd_run(path: &Path, now: bool) -> Result<bool, FillError> {
         let loaded = fill_controller::nightly::gather(&cfg).await?;
         let mut registry = prometheus_client::registry::Registry::default();
         let metrics = fill_controller::metrics::Metrics::register(&mut registry);
-        fill_controller::nightly::execute(&cfg, &loaded, &saved, now, metrics).await
+        let progress = fill_controller::execute::Progress::default();
+        let progress_final = progress.clone();
+        let shown = tokio::spawn(fill_controller::progress::show(
+            progress.clone(),
+            display.clone(),
+        ));
+        let r =
+            fill_controller::nightly::execute_with(&cfg, &loaded, &saved, now, metrics, progress)
+                .await;
+        shown.abort();
+        let _ = shown.await;
+        fill_controller::progress::finish(&progress_final, &display);
+        r
     })?;
     let mut out = std::io::stdout().lock();
     let mut ok = true;

@@ -35,6 +35,13 @@ pub enum ObjectOutcome {
 }
 
 impl SourceLabel {
+    /// Every source.
+    pub const ALL: [SourceLabel; 3] = [
+        SourceLabel::Peer,
+        SourceLabel::Upstream,
+        SourceLabel::Origin,
+    ];
+
     /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -46,6 +53,14 @@ impl SourceLabel {
 }
 
 impl ObjectOutcome {
+    /// Every outcome.
+    pub const ALL: [ObjectOutcome; 4] = [
+        ObjectOutcome::Created,
+        ObjectOutcome::Present,
+        ObjectOutcome::Journaled,
+        ObjectOutcome::Failed,
+    ];
+
     /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -112,9 +127,19 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Fresh metrics registered in `reg`.
+    /// Fresh metrics registered in `reg`, every label value of the fixed enums present at 0
+    /// from the start (so a scrape shows every family and `rate()` sees the first event).
     pub fn register(reg: &mut Registry) -> Metrics {
         let m = Metrics::default();
+        for source in SourceLabel::ALL {
+            let _ = m.bytes.get_or_create(&SourceLabels { source });
+        }
+        for outcome in ObjectOutcome::ALL {
+            let _ = m.objects.get_or_create(&OutcomeLabels { outcome });
+        }
+        for kind in FaultKind::ALL {
+            let _ = m.errors.get_or_create(&KindLabels { kind });
+        }
         reg.register(
             "fill_bytes",
             "Bytes sent to appliances, by source",
@@ -195,6 +220,13 @@ mod tests {
         );
         assert!(out.contains("fill_errors_total{kind=\"stall\"} 1"), "{out}");
         assert!(out.contains("fill_active_appliances 0"), "{out}");
+        // Every label value of the fixed enums is there from the start.
+        assert!(out.contains("fill_errors_total{kind=\"cut\"} 0"), "{out}");
+        assert!(out.contains("fill_bytes_total{source=\"peer\"} 0"), "{out}");
+        assert!(
+            out.contains("fill_objects_total{outcome=\"failed\"} 0"),
+            "{out}"
+        );
         assert!(out.contains("fill_budget_remaining_bytes 0"), "{out}");
     }
 }

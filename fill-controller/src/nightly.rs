@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Config;
 use crate::error::FillError;
-use crate::execute::{Appliance, ExecOptions, Executor, Report};
+use crate::execute::{Appliance, ExecOptions, Executor, Progress, Report};
 use crate::inputs::{self, ApplianceEntry, Loaded};
 use crate::metrics::Metrics;
 use crate::origin::Origin;
@@ -197,7 +197,10 @@ pub fn appliances(
                 cluster: a.cluster.clone(),
                 admin: a.admin_url.trim_end_matches('/').to_string(),
                 admin_token: token.trim().to_string(),
-                plain: None,
+                plain: a
+                    .plain_url
+                    .as_ref()
+                    .map(|u| u.trim_end_matches('/').to_string()),
             })
         })
         .collect()
@@ -213,17 +216,42 @@ pub async fn execute(
     ignore_window: bool,
     metrics: Metrics,
 ) -> Result<Report, FillError> {
+    execute_with(
+        cfg,
+        loaded,
+        saved,
+        ignore_window,
+        metrics,
+        Progress::default(),
+    )
+    .await
+}
+
+/// [`execute`], reporting live progress into `progress` (for `run`'s bars or lines).
+pub async fn execute_with(
+    cfg: &Config,
+    loaded: &Loaded,
+    saved: &SavedPlan,
+    ignore_window: bool,
+    metrics: Metrics,
+    progress: Progress,
+) -> Result<Report, FillError> {
     let manifests = manifests(cfg)?;
     let origin = Origin::from_config(&cfg.origin)?;
     let apps = appliances(&loaded.appliances, &loaded.sites)?;
+    let opts = ExecOptions {
+        peer_key: cfg.peers.signing_key()?,
+        ..ExecOptions::from_limits(&cfg.limits, ignore_window)
+    };
     let exec = Executor::new(
         origin,
         apps,
         loaded.sites.clone(),
         metrics,
-        ExecOptions::from_limits(&cfg.limits, ignore_window),
+        opts,
         cfg.state_dir.clone(),
-    );
+    )
+    .with_progress(progress);
     let marker = RunMarker {
         pid: std::process::id(),
         plan: saved.id.clone(),

@@ -73,6 +73,18 @@ pub enum FaultKind {
 }
 
 impl FaultKind {
+    /// Every kind (the label values of `fill_errors_total`).
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::ServerError,
+        FaultKind::Stall,
+        FaultKind::Cut,
+        FaultKind::NotFound,
+        FaultKind::Auth,
+        FaultKind::Checksum,
+        FaultKind::Appliance,
+        FaultKind::Other,
+    ];
+
     /// Label value.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -111,6 +111,9 @@ struct Proxy {
     addr: SocketAddr,
     faults: Arc<Mutex<Vec<(String, Fault, u32)>>>,
     conns: Arc<AtomicUsize>,
+    /// Connections open now, and the most ever open at once.
+    open: Arc<AtomicUsize>,
+    max_open: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -120,14 +123,19 @@ impl Proxy {
             addr: listener.local_addr().unwrap(),
             faults: Arc::default(),
             conns: Arc::default(),
+            open: Arc::default(),
+            max_open: Arc::default(),
         };
         let p2 = p.clone();
         tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 p2.conns.fetch_add(1, Ordering::SeqCst);
+                let now = p2.open.fetch_add(1, Ordering::SeqCst) + 1;
+                p2.max_open.fetch_max(now, Ordering::SeqCst);
                 let p3 = p2.clone();
                 tokio::spawn(async move {
                     let _ = p3.handle(sock, upstream).await;
+                    p3.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
@@ -457,6 +465,13 @@ async fn fills_from_s3_then_from_a_peer_and_deletes_after_the_fills() {
     let r1 = only(&r, "a1");
     assert_eq!((r1.deleted.len(), r1.filled.len()), (1, 1), "{r1:?}");
     assert_eq!(held(&o1).await, vec!["tears/1080p"]);
+    // Even with several transfers allowed at once, the deletion is journaled before the
+    // first object of the fill that needs it.
+    let journal = std::fs::read_to_string(Journal::path_in(state.path())).unwrap();
+    let night3 = &journal[journal.find("\"night-3\"").expect("night 3 journaled")..];
+    let del = night3.find("\"t\":\"delete\"").expect("deletion journaled");
+    let file = night3.find("\"t\":\"file\"").expect("files journaled");
+    assert!(del < file, "{journal}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -714,20 +729,41 @@ async fn the_nightly_budget_stops_an_appliance_and_holds_across_runs() {
 /// The rate cap on a real fill: at 16 Mbit/s (2 MB/s), 5 MB take at least
 /// (5 MB − burst) / 2 MB/s, and no 1 s window of the sampled byte counter carries more
 /// than cap × 1.05 plus the bucket's burst. (The 10 s rule itself is checked on the
-/// bucket's schedule with a fixed clock in `bucket.rs`.)
+/// bucket's schedule with a fixed clock in `bucket.rs`.) One object at a time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_fill_stays_under_its_rate_cap() {
+    let max_open = rate_capped_fill(1).await;
+    assert_eq!(max_open, 1, "one object at a time");
+}
+
+/// The same cap with 4 objects at once per appliance: the transfers really overlap (the
+/// origin sees several GETs open at once, never more than 4) and their sum stays under
+/// the cap, because they share the appliance's bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_transfers_share_the_rate_cap() {
+    let max_open = rate_capped_fill(4).await;
+    assert!((2..=4).contains(&max_open), "{max_open} GETs open at once");
+}
+
+/// Fills a 4 × 1.25 MB rendition at 16 Mbit/s with `parallel` transfers at once, checks
+/// the cap and the bytes; returns the most origin connections that were open at once.
+async fn rate_capped_fill(parallel: usize) -> usize {
     let s3 = s3_server().await;
-    let origin = Origin::s3(&settings(s3.addr, SK)).unwrap();
+    let direct = Origin::s3(&settings(s3.addr, SK)).unwrap();
     let r = Rend::new("paced", "720p", &[1_250_000; 4]);
-    r.upload(&origin).await;
+    r.upload(&direct).await;
+    let proxy = Proxy::start(s3.addr).await;
+    let origin = Origin::s3(&settings(proxy.addr, SK)).unwrap();
     let o1 = start_oca();
     let state = tempfile::tempdir().unwrap();
     let (ex, m) = executor(
         origin,
         vec![appliance("a1", &o1)],
         sites("16Mbps", "1TB"),
-        fast_opts(),
+        ExecOptions {
+            parallel,
+            ..fast_opts()
+        },
         state.path(),
     );
     let rate = 2_000_000f64;
@@ -775,4 +811,222 @@ async fn a_real_fill_stays_under_its_rate_cap() {
         }
     }
     assert_served(&o1, &r).await;
+    assert_eq!(proxy.conns.load(Ordering::SeqCst), 4, "one GET per object");
+    proxy.max_open.load(Ordering::SeqCst)
+}
+
+// ---------------------------------------------------------------- peers, through the CLI
+
+/// A TCP proxy in front of the S3 server that records the request line of every request
+/// (the fill controller only sends GETs through it, which have no body, so every
+/// `\r\n\r\n` in the client's bytes ends a request head), on kept-alive connections too.
+#[derive(Clone)]
+struct Recorder {
+    addr: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    async fn start(upstream: SocketAddr) -> Recorder {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let r = Recorder {
+            addr: listener.local_addr().unwrap(),
+            lines: Arc::default(),
+        };
+        let lines = r.lines.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let lines = lines.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let (mut cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    });
+                    let mut acc: Vec<u8> = Vec::new();
+                    let mut buf = [0u8; 8192];
+                    while let Ok(n) = cr.read(&mut buf).await {
+                        if n == 0 || sw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        acc.extend_from_slice(&buf[..n]);
+                        while let Some(i) = acc.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&acc[..i]).into_owned();
+                            let line = head.lines().next().unwrap_or("").to_owned();
+                            lines.lock().unwrap().push(line);
+                            acc.drain(..i + 4);
+                        }
+                    }
+                });
+            }
+        });
+        r
+    }
+
+    /// Requests whose line contains `pattern`.
+    fn count(&self, pattern: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(pattern))
+            .count()
+    }
+}
+
+/// `fill-controller ARGS` (the real binary), off the runtime's threads.
+async fn fill_controller(args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fill-controller"))
+            .args(&args)
+            .env_remove("FILL_CONTROLLER_CONFIG")
+            .env("FC_TEST_AK", AK)
+            .env("FC_TEST_SK", SK)
+            .output()
+            .expect("run fill-controller")
+    })
+    .await
+    .unwrap()
+}
+
+fn out_text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Two real appliances in one cluster, driven by the CLI (`plan`, `run --now`) from config
+/// files: night 1 fills a1 from the S3 origin; night 2 adds a2, which the planner fills from
+/// its peer a1 — over a1's plain HTTP port (`plain-url`), with URLs signed by the key of
+/// `[peers] signing-keys-file`, which both appliances accept. The origin sees no request
+/// for the rendition in night 2, and a2 serves the origin's bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_appliance_fills_from_its_peer_not_the_origin() {
+    let s3 = s3_server().await;
+    let direct = Origin::s3(&settings(s3.addr, SK)).unwrap();
+    let r = Rend::new("peered", "720p", &[200_000, 150_000, 1_000]);
+    r.upload(&direct).await;
+    let rec = Recorder::start(s3.addr).await;
+    let drives = Opts {
+        drives: vec![("disk", "d1", "256MiB")],
+        ..Opts::default()
+    };
+    // Both appliances accept kid k1 with the same secret (as steering's keys are shared).
+    let o1 = Server::start(Fixture::new(), drives.clone());
+    let mut fx2 = Fixture::new();
+    fx2.write_keys(&[("k1", o1.fx.secrets["k1"].clone())]);
+    let o2 = Server::start(fx2, drives);
+
+    let dir = tempfile::tempdir().unwrap();
+    let p = |rel: &str| dir.path().join(rel);
+    let mut catalog = String::from(
+        "[[title]]\nid = \"peered\"\nname = \"Peered\"\n\n[[title.rendition]]\nid = \"720p\"\n\
+         codec = \"avc1.64001f\"\nwidth = 1280\nheight = 720\nbitrate-kbps = 3000\n\n",
+    );
+    for (name, b) in &r.files {
+        catalog += &format!(
+            "[[title.rendition.file]]\nname = \"{name}\"\nsize = {}\nsha256 = \"{}\"\n\n",
+            b.len(),
+            sha256_hex(b)
+        );
+    }
+    std::fs::write(p("catalog.toml"), catalog).unwrap();
+    std::fs::write(
+        p("sites.toml"),
+        "[[site]]\nid = \"s1\"\ntime-zone = \"UTC\"\n[[cluster]]\nid = \"c1\"\nsite = \"s1\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p("forecast.json"),
+        r#"[{"rendition": "peered/720p", "region": "s1", "views": 1000}]"#,
+    )
+    .unwrap();
+    let entry = |id: &str, srv: &Server| {
+        std::fs::write(p(&format!("{id}.tok")), &srv.fx.admin_token).unwrap();
+        format!(
+            "[[appliance]]\nid = \"{id}\"\ncluster = \"c1\"\n\
+             admin-url = \"http://127.0.0.1:{}\"\nadmin-token-file = \"{id}.tok\"\n\
+             plain-url = \"http://127.0.0.1:{}\"\ndisk = \"200MB\"\n\n",
+            srv.ports.admin, srv.ports.http
+        )
+    };
+    std::fs::write(
+        p("fc.toml"),
+        format!(
+            "sites-file = \"sites.toml\"\nstate-dir = \"state\"\n[inputs]\n\
+             appliances-file = \"appliances.toml\"\ncatalog-file = \"catalog.toml\"\n\
+             forecast-file = \"forecast.json\"\n\
+             [origin]\nkind = \"s3\"\nbucket = \"{BUCKET}\"\nendpoint = \"http://{}\"\n\
+             access-key-id-env = \"FC_TEST_AK\"\nsecret-access-key-env = \"FC_TEST_SK\"\n\
+             [peers]\nsigning-keys-file = \"{}\"\nkid = \"k1\"\n",
+            rec.addr,
+            o1.fx.path("signing-keys.toml").display()
+        ),
+    )
+    .unwrap();
+    let cfg = p("fc.toml").to_str().unwrap().to_owned();
+    let cli = |args: &[&str]| {
+        let mut v: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        v.extend(["-c".to_owned(), cfg.clone()]);
+        fill_controller(v)
+    };
+
+    // Night 1: only a1.
+    std::fs::write(p("appliances.toml"), entry("a1", &o1)).unwrap();
+    let o = cli(&["check-config"]).await;
+    assert!(o.status.success(), "{}", out_text(&o));
+    let o = cli(&["plan"]).await;
+    assert!(o.status.success(), "{}", out_text(&o));
+    let o = cli(&["run", "--now"]).await;
+    assert!(o.status.success(), "{}", out_text(&o));
+    assert!(
+        out_text(&o).contains("a1: 1 rendition(s) filled"),
+        "{}",
+        out_text(&o)
+    );
+    assert_served(&o1, &r).await;
+    let from_origin = rec.count("/peered/720p/");
+    assert_eq!(
+        from_origin, 3,
+        "night 1 reads each file once from the origin"
+    );
+
+    // Night 2: a2 joins; the plan gives it a copy from its peer a1.
+    std::fs::write(p("appliances.toml"), entry("a1", &o1) + &entry("a2", &o2)).unwrap();
+    let o = cli(&["plan"]).await;
+    assert!(o.status.success(), "{}", out_text(&o));
+    let saved: fill_controller::nightly::SavedPlan =
+        serde_json::from_slice(&std::fs::read(p("state/plan.json")).unwrap()).unwrap();
+    let f = saved
+        .plan
+        .fills
+        .iter()
+        .find(|f| f.appliance == "a2")
+        .unwrap_or_else(|| panic!("no fill on a2: {:?}", saved.plan.fills));
+    assert_eq!(
+        f.source,
+        Source::Peer {
+            appliance: "a1".into()
+        }
+    );
+    let o = cli(&["run", "--now"]).await;
+    assert!(o.status.success(), "{}", out_text(&o));
+    assert!(
+        out_text(&o).contains("a2: 1 rendition(s) filled"),
+        "{}",
+        out_text(&o)
+    );
+    assert_served(&o2, &r).await;
+    assert_eq!(held(&o2).await, vec!["peered/720p"]);
+    assert_eq!(
+        rec.count("/peered/720p/"),
+        from_origin,
+        "the origin saw no request for the rendition in night 2: {:?}",
+        rec.lines.lock().unwrap()
+    );
 }

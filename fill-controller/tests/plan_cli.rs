@@ -406,6 +406,16 @@ fn plan_then_run_then_status_fill_a_real_appliance() {
         "{}",
         text(&out)
     );
+    // Not a terminal: progress as plain lines on stderr, the last one per appliance at the end.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("oca-a1: 1/1 renditions, 300.00 kB of 300.00 kB (100%)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "no terminal escapes in a pipe: {err}"
+    );
     let out = run(&["status", "-c", cfg]);
     assert!(text(&out).contains("oca-a1: fills 1/1"), "{}", text(&out));
     // The appliance holds it, byte for byte.
@@ -420,4 +430,229 @@ fn plan_then_run_then_status_fill_a_real_appliance() {
         "{}",
         text(&out)
     );
+}
+
+/// A UTC fill window that opened 5 minutes ago and closes in 30.
+fn window_around_now() -> String {
+    let min = (oca_tests::now_unix() / 60 % 1440) as i64;
+    let hm = |m: i64| {
+        let m = m.rem_euclid(1440);
+        format!("{:02}:{:02}", m / 60, m % 60)
+    };
+    format!("{}-{}", hm(min - 5), hm(min + 30))
+}
+
+/// `GET path` on 127.0.0.1:port: (status, body), or `None` if nothing answers.
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).ok()?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()?;
+    Some((status, body.to_owned()))
+}
+
+/// `fill-controller daemon` (the real binary) inside an open fill window fills a real
+/// appliance from a directory origin, and serves `/metrics` on `[daemon] metrics-listen`:
+/// the `fill_*` families are there with the night's figures, and Prometheus' own linter
+/// (`promtool check metrics`) accepts the text. SIGTERM stops it cleanly (exit 0).
+#[test]
+fn the_daemon_fills_in_its_window_and_serves_metrics_that_promtool_accepts() {
+    oca_tests::client::require_tool("promtool", "prometheus");
+    let server = Server::start(
+        oca_tests::Fixture::new(),
+        Opts {
+            drives: vec![("disk", "drive-d0", "1GiB")],
+            ..Opts::default()
+        },
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let p = |rel: &str| dir.path().join(rel);
+    let seg: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::create_dir_all(p("origin/t0/720p")).unwrap();
+    std::fs::write(p("origin/t0/720p/seg-1.m4s"), &seg).unwrap();
+    std::fs::write(
+        p("catalog.toml"),
+        format!(
+            "[[title]]\nid = \"t0\"\nname = \"T0\"\n\n[[title.rendition]]\nid = \"720p\"\n\
+             codec = \"avc1.64001f\"\nwidth = 1280\nheight = 720\nbitrate-kbps = 3000\n\n\
+             [[title.rendition.file]]\nname = \"seg-1.m4s\"\nsize = {}\nsha256 = \"{}\"\n",
+            seg.len(),
+            sha256_hex(&seg)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        p("sites.toml"),
+        format!(
+            "[[site]]\nid = \"isp1\"\ntime-zone = \"UTC\"\nfill-window = \"{}\"\n\
+             [[cluster]]\nid = \"isp1-a\"\nsite = \"isp1\"\n",
+            window_around_now()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        p("forecast.json"),
+        r#"[{"rendition": "t0/720p", "region": "isp1", "views": 10}]"#,
+    )
+    .unwrap();
+    std::fs::write(p("tok"), format!("{}\n", server.fx.admin_token)).unwrap();
+    std::fs::write(
+        p("appliances.toml"),
+        format!(
+            "[[appliance]]\nid = \"oca-a1\"\ncluster = \"isp1-a\"\n\
+             admin-url = \"http://127.0.0.1:{}\"\nadmin-token-file = \"tok\"\ndisk = \"1GB\"\n",
+            server.ports.admin
+        ),
+    )
+    .unwrap();
+    // A port that was free a moment ago; another process may take it first, so retry.
+    let mut daemon = None;
+    for attempt in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        std::fs::write(
+            p("fc.toml"),
+            format!(
+                "sites-file = \"sites.toml\"\nstate-dir = \"state\"\n[inputs]\n\
+                 appliances-file = \"appliances.toml\"\ncatalog-file = \"catalog.toml\"\n\
+                 forecast-file = \"forecast.json\"\n[origin]\nkind = \"dir\"\npath = \"origin\"\n\
+                 [daemon]\nmetrics-listen = \"127.0.0.1:{port}\"\n"
+            ),
+        )
+        .unwrap();
+        let log = p(&format!("daemon-{attempt}.log"));
+        let child = bin()
+            .args(["daemon", "-c", p("fc.toml").to_str().unwrap()])
+            .env("FILL_CONTROLLER_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut guard = oca_tests::server::ChildGuard { child, log };
+        let t0 = std::time::Instant::now();
+        let up = loop {
+            if guard.exited().is_some() {
+                break false;
+            }
+            if http_get(port, "/healthz").is_some_and(|(s, _)| s == 200) {
+                break true;
+            }
+            assert!(
+                t0.elapsed() < std::time::Duration::from_secs(10),
+                "daemon not up: {}",
+                guard.log_text()
+            );
+            std::thread::sleep(oca_tests::POLL_PAUSE);
+        };
+        if up {
+            daemon = Some((guard, port));
+            break;
+        }
+        assert!(
+            guard.log_text().contains("metrics-listen"),
+            "daemon exited: {}",
+            guard.log_text()
+        );
+    }
+    let (mut guard, port) = daemon.expect("the daemon could bind a free port in 5 tries");
+    // The window is open: tonight's plan runs at once. Poll until the rendition is in.
+    let t0 = std::time::Instant::now();
+    let text = loop {
+        let (status, body) = http_get(port, "/metrics").expect("scrape /metrics");
+        assert_eq!(status, 200);
+        let v = oca_tests::metrics::value(&body, "fill_renditions_committed_total", &[]);
+        if v >= 1.0 {
+            break body;
+        }
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(30),
+            "no rendition committed; metrics:\n{body}\nlog:\n{}",
+            guard.log_text()
+        );
+        std::thread::sleep(oca_tests::POLL_PAUSE);
+    };
+    let bytes = oca_tests::metrics::value(&text, "fill_bytes_total", &[("source", "origin")]);
+    assert_eq!(bytes, seg.len() as f64, "{text}");
+    assert_eq!(
+        oca_tests::metrics::value(&text, "fill_objects_total", &[("outcome", "created")]),
+        1.0,
+        "{text}"
+    );
+    for name in [
+        "fill_bytes",
+        "fill_objects",
+        "fill_errors",
+        "fill_renditions_committed",
+        "fill_deletions",
+        "fill_budget_remaining_bytes",
+        "fill_active_appliances",
+    ] {
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name}: {text}");
+    }
+    let (code, body) = server.admin_curl("GET", "/v1/inventory?since=0", None, &[]);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("t0/720p"), "{body}");
+
+    // promtool check metrics, tolerating only Debian promtool's known complaint about
+    // OpenMetrics counter names (DESIGN §9), as the appliance's own test does.
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let openmetrics_counter_false_positive = |line: &str| {
+        if line.contains("counter metrics should have \"_total\" suffix") {
+            return true;
+        }
+        let Some(name) = line.strip_suffix(" no help text") else {
+            return false;
+        };
+        let Some(base) = name.trim().strip_suffix("_total") else {
+            return false;
+        };
+        text.contains(&format!("# TYPE {base} counter\n"))
+            && text.contains(&format!("# HELP {base} "))
+    };
+    let other: Vec<&str> = report
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !openmetrics_counter_false_positive(l))
+        .collect();
+    assert!(
+        o.status.success() || o.status.code() == Some(3),
+        "promtool failed to run or to parse the text ({}):\n{report}",
+        o.status
+    );
+    assert!(other.is_empty(), "promtool complains:\n{report}\n{text}");
+
+    // SIGTERM: a clean stop.
+    let kill = Command::new("kill")
+        .args(["-TERM", &guard.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let st = guard.wait_exit(std::time::Duration::from_secs(10));
+    assert!(st.success(), "{st}: {}", guard.log_text());
 }
