@@ -12,12 +12,12 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use oca_common::sites::Sites;
 use oca_common::wire::{InventoryEntry, OcaState, RenditionId, Tier};
 use steering::rank::{
-    ApplianceView, Holdings, Params, Snapshot, Topology, cluster_holders, rank, rendition_hash,
+    ApplianceView, Holdings, Params, Slots, Snapshot, Topology, holder_index, rank, rendition_hash,
 };
 use steering::trie::PrefixTable;
 
@@ -94,7 +94,7 @@ fn fleet() -> (Snapshot, Vec<IpNet>, Vec<RenditionId>) {
             })
         })
         .collect();
-    let mut routes: PrefixTable<Vec<u32>> = PrefixTable::new();
+    let mut routes: PrefixTable<Slots> = PrefixTable::new();
     let mut prefixes = Vec::with_capacity(PREFIXES);
     while routes.len() < PREFIXES {
         let p = if routes.len() < PREFIXES * 9 / 10 {
@@ -120,10 +120,7 @@ fn fleet() -> (Snapshot, Vec<IpNet>, Vec<RenditionId>) {
         }
     }
     routes.freeze();
-    let holders = members
-        .iter()
-        .map(|m| Arc::new(cluster_holders(&appliances, m)))
-        .collect();
+    let holders = holder_index(&appliances);
     let snap = Snapshot::new(
         appliances,
         Arc::new(members),
@@ -134,9 +131,10 @@ fn fleet() -> (Snapshot, Vec<IpNet>, Vec<RenditionId>) {
     (snap, prefixes, renditions)
 }
 
-/// The ranking as it was before the flattening (views behind `Arc`, inventories probed for
-/// local candidates, heap scratch), kept here so one run compares both in the same period
-/// on a shared, noisy machine.
+/// The ranking as it was before the flattening (views behind `Arc`, every candidate's
+/// inventory probed, heap scratch, full sort), kept here as the reference the new one must
+/// equal on every decision, and so one run compares both in the same period on a shared,
+/// noisy machine. It reads neither the holders index nor the `Hot` array.
 mod before {
     use super::*;
     use steering::rank::{Candidate, Kind, MissCause, Ranking, weight};
@@ -150,7 +148,6 @@ mod before {
         now_ms: u64,
         params: &Params,
         kind: Kind,
-        holders_known: bool,
         scratch: &mut Vec<(bool, u64, u32)>,
         out: &mut Vec<Candidate>,
     ) {
@@ -159,9 +156,7 @@ mod before {
             let Some(a) = snap.appliances.get(slot as usize) else {
                 continue;
             };
-            if !a.healthy(now_ms)
-                || (!holders_known && !a.holds(rendition, hash))
-                || out.iter().any(|c| c.slot == slot)
+            if !a.healthy(now_ms) || !a.holds(rendition, hash) || out.iter().any(|c| c.slot == slot)
             {
                 continue;
             }
@@ -223,7 +218,6 @@ mod before {
                     now_ms,
                     params,
                     Kind::Local,
-                    false,
                     &mut scratch,
                     &mut out,
                 );
@@ -243,11 +237,7 @@ mod before {
             if out.len() >= params.top_n {
                 break;
             }
-            let (slots, known) = match snap.holders.get(c as usize) {
-                Some(h) => (h.get(&hash).map(Vec::as_slice), true),
-                None => (snap.members.get(c as usize).map(Vec::as_slice), false),
-            };
-            if let Some(slots) = slots {
+            if let Some(slots) = snap.members.get(c as usize) {
                 add_group(
                     snap,
                     slots,
@@ -256,7 +246,6 @@ mod before {
                     now_ms,
                     params,
                     Kind::Fallback,
-                    known,
                     &mut scratch,
                     &mut out,
                 );
@@ -283,10 +272,11 @@ fn host_in(p: &IpNet, rng: &mut Rng) -> IpAddr {
     }
 }
 
-fn bench(c: &mut Criterion) {
-    let (snap, prefixes, renditions) = fleet();
+/// The batch of decisions: a client inside a random stored prefix, a rendition from the
+/// head 80 % of the time.
+fn queries(prefixes: &[IpNet], renditions: &[RenditionId]) -> Vec<(IpAddr, RenditionId)> {
     let mut rng = Rng(7);
-    let queries: Vec<(IpAddr, RenditionId)> = (0..BATCH)
+    (0..BATCH)
         .map(|_| {
             let p = &prefixes[rng.below(prefixes.len())];
             let r = if rng.below(10) < 8 {
@@ -296,7 +286,12 @@ fn bench(c: &mut Criterion) {
             };
             (host_in(p, &mut rng), renditions[r].clone())
         })
-        .collect();
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let (snap, prefixes, renditions) = fleet();
+    let queries = queries(&prefixes, &renditions);
     let params = Params::default();
     let t0 = std::time::Instant::now();
     let mut n = 0usize;
@@ -312,7 +307,7 @@ fn bench(c: &mut Criterion) {
     let found = queries
         .iter()
         .filter(|(ip, r)| {
-            !rank(&snap, *ip, r, rendition_hash(r.as_str()), NOW, &params)
+            !rank(&snap, *ip, rendition_hash(r.as_str()), NOW, &params)
                 .candidates
                 .is_empty()
         })
@@ -325,7 +320,7 @@ fn bench(c: &mut Criterion) {
     for (ip, r) in &queries {
         let h = rendition_hash(r.as_str());
         assert_eq!(
-            rank(&snap, *ip, r, h, NOW, &params).candidates,
+            rank(&snap, *ip, h, NOW, &params).candidates,
             before::rank(&snap, *ip, r, h, NOW, &params).candidates
         );
     }
@@ -337,7 +332,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let mut n = 0usize;
             for (ip, r) in &queries {
-                let rk = rank(&snap, *ip, r, rendition_hash(r.as_str()), NOW, &params);
+                let rk = rank(&snap, *ip, rendition_hash(r.as_str()), NOW, &params);
                 n += rk.candidates.len();
             }
             black_box(n)
@@ -369,4 +364,51 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+/// `RANK_PROFILE=N cargo bench -p steering --bench rank`: build the fleet, run N batches of
+/// decisions and nothing else (for `perf record` / `valgrind --tool=callgrind`), print the
+/// rate. Otherwise the criterion benches.
+fn main() {
+    if let Some(n) = std::env::var("RANK_PROFILE")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        profile(n);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+fn profile(batches: usize) {
+    let (snap, prefixes, renditions) = fleet();
+    let queries = queries(&prefixes, &renditions);
+    let params = Params::default();
+    let (t0, c0) = (std::time::Instant::now(), on_cpu());
+    let mut n = 0usize;
+    for _ in 0..batches {
+        for (ip, r) in &queries {
+            let rk = rank(&snap, *ip, rendition_hash(r.as_str()), NOW, &params);
+            n += rk.candidates.len();
+        }
+    }
+    let (d, cpu) = (t0.elapsed(), on_cpu().saturating_sub(c0));
+    let k = (batches * BATCH) as f64;
+    eprintln!(
+        "{} decisions in {d:?} wall, {cpu:?} on CPU: {:.0} decisions/s wall, {:.0} per \
+         CPU-second ({n} candidates)",
+        batches * BATCH,
+        k / d.as_secs_f64(),
+        k / cpu.as_secs_f64().max(1e-9),
+    );
+}
+
+/// Time this thread has run on a CPU (Linux `/proc/thread-self/schedstat`; zero elsewhere),
+/// so a figure per core survives a machine shared with other work.
+fn on_cpu() -> std::time::Duration {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .map(std::time::Duration::from_nanos)
+        .unwrap_or_default()
+}

@@ -49,6 +49,7 @@ use crate::metrics::{
 };
 use crate::rank::{self, Kind, Params, Topology};
 use crate::registry::{AuthError, Registry, authorize, known_token};
+use prometheus_client::metrics::counter::Counter;
 
 /// The OpenAPI document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("../openapi.json");
@@ -176,6 +177,11 @@ pub struct App {
     params: Params,
     instance: u32,
     counter: AtomicU64,
+    /// `steering_decisions_total` per first URL kind (local, fallback, origin), looked up
+    /// once so a decision does not hash labels.
+    decided: [Counter; 3],
+    /// `steering_misses_total` per cause, in [`rank::MissCause::ALL`] order.
+    missed: [Counter; 4],
 }
 
 /// Read the sites file.
@@ -246,7 +252,21 @@ impl App {
         }
         let mut seed = [0u8; 4];
         let _ = aws_lc_rs::rand::fill(&mut seed);
+        let decided = [First::Local, First::Fallback, First::Origin].map(|first| {
+            metrics
+                .decisions
+                .get_or_create(&DecisionLabels { first })
+                .clone()
+        });
+        let missed = rank::MissCause::ALL.map(|c| {
+            metrics
+                .misses
+                .get_or_create(&MissLabels { cause: c.into() })
+                .clone()
+        });
         Ok(App {
+            decided,
+            missed,
             registry: Registry::new(Topology::from_sites(&sites), cfg.heartbeat.interval),
             metrics,
             control_plane: cp,
@@ -342,7 +362,7 @@ impl App {
     ) -> Result<Vec<RankedUrl>, (StatusCode, &'static str, String)> {
         let t0 = Instant::now();
         let hash = rank::rendition_hash(rendition.as_str());
-        let ranking = rank::rank(snap, client, rendition, hash, now_ms, &self.params);
+        let ranking = rank::rank(snap, client, hash, now_ms, &self.params);
         if require_held
             && ranking.candidates.is_empty()
             && !snap.appliances.iter().any(|a| a.holds(rendition, hash))
@@ -359,8 +379,15 @@ impl App {
             for c in &ranking.candidates {
                 let a = &snap.appliances[c.slot as usize];
                 let Some(base) = &a.url else { continue };
+                // `{base}/t/{token}/{rendition}/?d={id}`, without the formatting machinery.
+                let r = rendition.as_str();
+                let mut url =
+                    String::with_capacity(base.len() + token.len() + r.len() + id.len() + 8);
+                for part in [base.as_str(), "/t/", &token, "/", r, "/?d=", id] {
+                    url.push_str(part);
+                }
                 urls.push(RankedUrl {
-                    url: format!("{base}/t/{token}/{rendition}/?d={id}"),
+                    url,
                     oca_id: Some(a.id.clone()),
                     kind: match c.kind {
                         Kind::Local => RankedUrl::LOCAL,
@@ -379,20 +406,19 @@ impl App {
             kind: RankedUrl::ORIGIN.to_string(),
         });
         let first = match ranking.candidates.first().map(|c| c.kind) {
-            Some(Kind::Local) => First::Local,
-            Some(Kind::Fallback) => First::Fallback,
-            None => First::Origin,
+            Some(Kind::Local) => 0,
+            Some(Kind::Fallback) => 1,
+            None => 2,
         };
-        let m = &self.metrics;
-        m.decisions.get_or_create(&DecisionLabels { first }).inc();
-        if let Some(cause) = ranking.miss {
-            m.misses
-                .get_or_create(&MissLabels {
-                    cause: cause.into(),
-                })
-                .inc();
+        self.decided[first].inc();
+        if let Some(cause) = ranking.miss
+            && let Some(i) = rank::MissCause::ALL.iter().position(|c| *c == cause)
+        {
+            self.missed[i].inc();
         }
-        m.decision_duration.observe(t0.elapsed().as_secs_f64());
+        self.metrics
+            .decision_duration
+            .observe(t0.elapsed().as_secs_f64());
         Ok(urls)
     }
 
@@ -508,8 +534,18 @@ pub fn error(status: StatusCode, code: &str, message: &str) -> Resp {
 }
 
 fn ok_json<T: Serialize>(v: &T) -> Resp {
-    match serde_json::to_string(v) {
-        Ok(s) => json_resp(StatusCode::OK, s + "\n"),
+    // One buffer, sized for a typical answer, so encoding seldom reallocates.
+    let mut buf = Vec::with_capacity(1024);
+    match serde_json::to_writer(&mut buf, v) {
+        Ok(()) => {
+            buf.push(b'\n');
+            let mut r = hyper::Response::new(Full::new(Bytes::from(buf)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "encode", &e.to_string()),
     }
 }
@@ -544,13 +580,14 @@ async fn read_body(req: hyper::Request<Incoming>, limit: u64) -> Result<Bytes, R
 
 /// Routes one request.
 pub async fn handle(app: Arc<App>, peer: SocketAddr, req: hyper::Request<Incoming>) -> Resp {
-    let path = req.uri().path().to_owned();
-    let spec = ROUTES.iter().filter(|r| r.path == path).collect::<Vec<_>>();
-    let method = req.method().clone();
-    let Some(route) = spec
-        .iter()
-        .find(|r| r.method == method.as_str() || (r.method == "GET" && method == Method::HEAD))
-    else {
+    let path = req.uri().path();
+    let method = req.method();
+    let found = ROUTES.iter().find(|r| {
+        r.path == path
+            && (r.method == method.as_str() || (r.method == "GET" && method == Method::HEAD))
+    });
+    let Some(route) = found else {
+        let spec = ROUTES.iter().filter(|r| r.path == path).collect::<Vec<_>>();
         let (label, resp) = if spec.is_empty() {
             (
                 Route::Other,

@@ -2,8 +2,8 @@
 //!
 //! What it does: keeps an in-memory registry of appliances from their heartbeats
 //! ([`registry`]: per-appliance bearer tokens, stale after three missed intervals, inventory
-//! by generation, draining, BGP prefixes, a per-cluster "who holds what" index kept
-//! incrementally from inventory deltas); ranks appliances for a client and a rendition with
+//! by generation, draining, BGP prefixes, a "who holds what" index (rendition → bitset
+//! of appliances, [`holders`]) kept incrementally from inventory deltas); ranks appliances for a client and a rendition with
 //! a pure function ([`rank`]: longest-prefix match over IPv4 and IPv6 prefixes in a trie
 //! ([`trie`]), rendezvous hashing inside a cluster, push-back above 90 % egress, fallback
 //! clusters from the sites file, origin last); signs rendition-scoped URLs with a decision id
@@ -23,6 +23,7 @@
 pub mod api;
 pub mod config;
 pub mod error;
+pub mod holders;
 pub mod metrics;
 pub mod rank;
 pub mod registry;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 use oca_common::wire::{InventoryEntry, OcaState, RenditionId};
 
+use crate::holders::{HolderIndex, Row};
 use crate::trie::PrefixTable;
 
 /// A hasher for keys that are already good 64-bit hashes.
@@ -49,30 +50,24 @@ impl Hasher for IdHasher {
 /// held renditions with one hash would keep only one: odds about 2^-64 per pair).
 pub type Holdings = HashMap<u64, InventoryEntry, BuildHasherDefault<IdHasher>>;
 
-/// Per cluster: [`rendition_hash`] → slots of the cluster's appliances holding it, so a
-/// fallback cluster costs one lookup instead of one inventory probe per member. Keyed by the
-/// 64-bit hash alone: two renditions with one hash (odds about 2^-64 per pair) would share an
-/// entry, and a player sent to an appliance without the content falls back to its next URL.
-pub type ClusterHolders = HashMap<u64, Vec<u32>, BuildHasherDefault<IdHasher>>;
-
-/// Builds the [`ClusterHolders`] of the appliances `slots` (each list in slot order; only
-/// entries with at least one file held count, as in [`ApplianceView::holds`]).
-pub fn cluster_holders(appliances: &[Arc<ApplianceView>], slots: &[u32]) -> ClusterHolders {
-    let mut sorted = slots.to_vec();
-    sorted.sort_unstable();
-    sorted.dedup();
-    let mut h = ClusterHolders::default();
-    for s in sorted {
-        if let Some(a) = appliances.get(s as usize) {
-            for (k, e) in a.holdings.iter() {
-                if e.files_held > 0 {
-                    h.entry(*k).or_default().push(s);
-                }
+/// Builds the [`HolderIndex`] of `appliances` from their inventories (only entries with at
+/// least one file held count, as in [`ApplianceView::holds`]). The registry keeps its index
+/// incrementally instead; this is the reference it must equal.
+pub fn holder_index(appliances: &[Arc<ApplianceView>]) -> HolderIndex {
+    let mut ix = HolderIndex::new();
+    for (s, a) in appliances.iter().enumerate() {
+        for (k, e) in a.holdings.iter() {
+            if e.files_held > 0 {
+                ix.set(*k, s as u32, true);
             }
         }
     }
-    h
+    ix
 }
+
+/// The slots of the appliances announcing one prefix: up to four inline (no heap block to
+/// miss in the cache when a decision reads them).
+pub type Slots = smallvec::SmallVec<[u32; 4]>;
 
 /// What a decision reads of one appliance besides its content, packed in one array
 /// ([`Snapshot::hot`]) so a decision touches a few cache lines instead of one
@@ -87,8 +82,8 @@ pub struct Hot {
     pub egress_bps: u64,
     /// Egress capacity, bit/s (0 = unknown).
     pub capacity_bps: u64,
-    /// Rendezvous seed.
-    pub seed: u64,
+    /// [`mix64`] of the rendezvous seed (half of [`weight`], done once per snapshot).
+    pub seed_mix: u64,
     /// Cluster index.
     pub cluster: u32,
     /// Not draining and has a URL.
@@ -103,7 +98,7 @@ impl Hot {
             stale_after_ms: a.stale_after_ms,
             egress_bps: a.egress_bps,
             capacity_bps: a.capacity_bps,
-            seed: a.seed,
+            seed_mix: mix64(a.seed),
             cluster: a.cluster,
             usable: a.state != OcaState::Draining && a.url.is_some(),
         }
@@ -239,10 +234,10 @@ pub struct Snapshot {
     pub hot: Vec<Hot>,
     /// Slots of each cluster's appliances, by cluster index.
     pub members: Arc<Vec<Vec<u32>>>,
-    /// Per cluster index, who holds what; a cluster without one is scanned member by member.
-    pub holders: Arc<Vec<Arc<ClusterHolders>>>,
+    /// Who holds what: rendition → bitset of slots.
+    pub holders: Arc<HolderIndex>,
     /// BGP prefix → slots of the appliances announcing it.
-    pub routes: Arc<PrefixTable<Vec<u32>>>,
+    pub routes: Arc<PrefixTable<Slots>>,
     /// Clusters and fallback order.
     pub topology: Arc<Topology>,
 }
@@ -252,8 +247,8 @@ impl Snapshot {
     pub fn new(
         appliances: Vec<Arc<ApplianceView>>,
         members: Arc<Vec<Vec<u32>>>,
-        holders: Arc<Vec<Arc<ClusterHolders>>>,
-        routes: Arc<PrefixTable<Vec<u32>>>,
+        holders: Arc<HolderIndex>,
+        routes: Arc<PrefixTable<Slots>>,
         topology: Arc<Topology>,
     ) -> Snapshot {
         Snapshot {
@@ -263,24 +258,6 @@ impl Snapshot {
             holders,
             routes,
             topology,
-        }
-    }
-
-    /// True if appliance `slot` holds the rendition: from its cluster's holders index (by
-    /// the 64-bit hash), or its inventory when the cluster has no index.
-    #[inline]
-    fn slot_holds(&self, slot: u32, rendition: &RenditionId, hash: u64) -> bool {
-        let Some(h) = self.hot.get(slot as usize) else {
-            return false;
-        };
-        match self.holders.get(h.cluster as usize) {
-            Some(idx) => idx
-                .get(&hash)
-                .is_some_and(|v| v.binary_search(&slot).is_ok()),
-            None => self
-                .appliances
-                .get(slot as usize)
-                .is_some_and(|a| a.holds(rendition, hash)),
         }
     }
 }
@@ -367,73 +344,85 @@ pub struct Ranking {
     pub miss: Option<MissCause>,
 }
 
-/// Groups up to this size are ordered in a stack buffer; larger ones in a heap one.
-const GROUP_MAX: usize = 64;
+/// Candidates one group can still add, at most, kept on the stack (more use the heap).
+const KEEP_MAX: usize = 16;
 
-/// Orders eligible `slots` of one group by (pushed back, rendezvous weight) and appends
-/// them to `out` as `kind`, skipping appliances already listed, until `top_n`.
-/// `holders_known`: every slot is known to hold the rendition (from a holders index).
+/// Orders the eligible `slots` of one group (healthy, holding the rendition by `row`, not
+/// yet listed) by (pushed back, rendezvous weight, slot) and appends the best of them to
+/// `out` as `kind`, until `top_n`. Only the room left is kept while scanning (a bounded
+/// insertion), so a large group costs no sort.
 #[allow(clippy::too_many_arguments)]
 fn add_group(
     snap: &Snapshot,
     slots: &[u32],
-    rendition: &RenditionId,
+    row: Row<'_>,
     hash: u64,
     now_ms: u64,
     params: &Params,
     kind: Kind,
-    holders_known: bool,
     out: &mut Vec<Candidate>,
 ) {
-    let mut stack = [(false, 0u64, 0u32); GROUP_MAX];
-    let mut heap = Vec::new();
-    let buf: &mut [(bool, u64, u32)] = if slots.len() <= GROUP_MAX {
-        &mut stack[..]
-    } else {
-        heap.resize(slots.len(), (false, 0, 0));
-        &mut heap[..]
+    let room = params.top_n.saturating_sub(out.len());
+    if room == 0 {
+        return;
+    }
+    // One sort key per candidate: (pushed back, highest weight first, slot), packed so a
+    // comparison is one integer compare.
+    let key = |saturated: bool, w: u64, slot: u32| -> u128 {
+        (u128::from(saturated) << 96) | (u128::from(u64::MAX - w) << 32) | u128::from(slot)
     };
+    let mut stack = [0u128; KEEP_MAX];
+    let mut heap = Vec::new();
     let mut n = 0;
     for &slot in slots {
         let Some(h) = snap.hot.get(slot as usize) else {
             continue;
         };
-        if !h.healthy(now_ms)
-            || out.iter().any(|c| c.slot == slot)
-            || (!holders_known && !snap.slot_holds(slot, rendition, hash))
-        {
+        if !h.healthy(now_ms) || !row.has(slot) || out.iter().any(|c| c.slot == slot) {
             continue;
         }
-        buf[n] = (
+        // `weight(hash, seed)` with the seed's half precomputed.
+        let k = key(
             h.saturated(params.push_back_permille),
-            u64::MAX - weight(hash, h.seed),
+            mix64(hash ^ h.seed_mix),
             slot,
         );
-        n += 1;
-    }
-    let scratch = &mut buf[..n];
-    scratch.sort_unstable();
-    for &(saturated, _, slot) in scratch.iter() {
-        if out.len() >= params.top_n {
-            return;
+        if room > KEEP_MAX {
+            heap.push(k);
+            continue;
         }
-        out.push(Candidate {
-            slot,
-            kind,
-            saturated,
-        });
+        // Bounded insertion: keep the `room` smallest keys, in order.
+        let mut i = if n < room {
+            n += 1;
+            n - 1
+        } else if k < stack[n - 1] {
+            n - 1
+        } else {
+            continue;
+        };
+        stack[i] = k;
+        while i > 0 && stack[i] < stack[i - 1] {
+            stack.swap(i, i - 1);
+            i -= 1;
+        }
     }
+    let best: &[u128] = if room > KEEP_MAX {
+        heap.sort_unstable();
+        heap.truncate(room);
+        &heap
+    } else {
+        &stack[..n]
+    };
+    out.extend(best.iter().map(|&k| Candidate {
+        slot: k as u32,
+        kind,
+        saturated: (k >> 96) != 0,
+    }));
 }
 
 /// Why the best local group (the appliances of the most specific prefix) gave no unsaturated
 /// candidate.
-fn diagnose(
-    snap: &Snapshot,
-    slots: &[u32],
-    rendition: &RenditionId,
-    hash: u64,
-    now_ms: u64,
-) -> MissCause {
+fn diagnose(snap: &Snapshot, slots: &[u32], row: Row<'_>, now_ms: u64) -> MissCause {
     let healthy = || {
         slots
             .iter()
@@ -442,7 +431,7 @@ fn diagnose(
     };
     if healthy().next().is_none() {
         MissCause::Health
-    } else if !healthy().any(|s| snap.slot_holds(s, rendition, hash)) {
+    } else if !healthy().any(|s| row.has(s)) {
         MissCause::Content
     } else {
         MissCause::Saturated
@@ -453,15 +442,10 @@ fn diagnose(
 const FALLBACK_MAX: usize = 32;
 
 /// Ranks the appliances for `client` and `rendition` at `now_ms` (Unix milliseconds).
-/// `hash` must be [`rendition_hash`]`(rendition)` (callers compute it once).
-pub fn rank(
-    snap: &Snapshot,
-    client: IpAddr,
-    rendition: &RenditionId,
-    hash: u64,
-    now_ms: u64,
-    params: &Params,
-) -> Ranking {
+/// `hash` must be [`rendition_hash`]`(rendition)` (callers compute it once). Who holds the
+/// rendition comes from one probe of the snapshot's [`HolderIndex`].
+pub fn rank(snap: &Snapshot, client: IpAddr, hash: u64, now_ms: u64, params: &Params) -> Ranking {
+    let row = snap.holders.row(hash);
     let mut out = Vec::with_capacity(params.top_n);
     let mut matched = None;
     let mut miss = None;
@@ -486,21 +470,18 @@ pub fn rank(
             }
         }
         let before = out.len();
-        if out.len() < params.top_n {
-            add_group(
-                snap,
-                slots,
-                rendition,
-                hash,
-                now_ms,
-                params,
-                Kind::Local,
-                false,
-                &mut out,
-            );
-        }
+        add_group(
+            snap,
+            slots,
+            row,
+            hash,
+            now_ms,
+            params,
+            Kind::Local,
+            &mut out,
+        );
         if first && out.get(before).is_none_or(|c| c.saturated) {
-            miss = Some(diagnose(snap, slots, rendition, hash, now_ms));
+            miss = Some(diagnose(snap, slots, row, now_ms));
         }
         // Keep walking shorter prefixes only while there is room; fallback lists of every
         // covering prefix's clusters are collected on the way.
@@ -518,20 +499,15 @@ pub fn rank(
         if out.len() >= params.top_n {
             break;
         }
-        let (slots, known) = match snap.holders.get(c as usize) {
-            Some(h) => (h.get(&hash).map(Vec::as_slice), true),
-            None => (snap.members.get(c as usize).map(Vec::as_slice), false),
-        };
-        if let Some(slots) = slots {
+        if let Some(slots) = snap.members.get(c as usize) {
             add_group(
                 snap,
                 slots,
-                rendition,
+                row,
                 hash,
                 now_ms,
                 params,
                 Kind::Fallback,
-                known,
                 &mut out,
             );
         }
@@ -637,7 +613,7 @@ site = "s1"
         }
 
         pub fn build(&self) -> Snapshot {
-            let mut routes: PrefixTable<Vec<u32>> = PrefixTable::new();
+            let mut routes: PrefixTable<Slots> = PrefixTable::new();
             let mut members = vec![Vec::new(); self.topo.clusters.len()];
             for (i, (a, ps)) in self.apps.iter().zip(&self.prefixes).enumerate() {
                 members[a.cluster as usize].push(i as u32);
@@ -647,10 +623,7 @@ site = "s1"
             }
             let appliances: Vec<Arc<ApplianceView>> =
                 self.apps.iter().cloned().map(Arc::new).collect();
-            let holders = members
-                .iter()
-                .map(|m| Arc::new(cluster_holders(&appliances, m)))
-                .collect();
+            let holders = holder_index(&appliances);
             Snapshot::new(
                 appliances,
                 Arc::new(members),
@@ -674,7 +647,6 @@ site = "s1"
         rank(
             snap,
             client.parse().unwrap(),
-            &rid(R),
             rendition_hash(R),
             NOW,
             &Params::default(),
@@ -783,7 +755,6 @@ site = "s1"
             let rk = rank(
                 snap,
                 "10.0.0.1".parse().unwrap(),
-                &rid(r),
                 rendition_hash(r),
                 NOW,
                 &Params {
@@ -825,5 +796,51 @@ site = "s1"
         assert_eq!(r.candidates.len(), 4);
         assert_eq!(ids(&snap, &r)[0], "x");
         assert_eq!(ids(&snap, &r).iter().filter(|i| *i == "x").count(), 1);
+    }
+
+    /// A long list (more than the stack keeps) and a short one order the same way: by
+    /// (pushed back, rendezvous weight), the short one a prefix of the long one.
+    #[test]
+    fn long_and_short_lists_agree() {
+        let mut b = Builder::new();
+        let names: Vec<String> = (0..30).map(|i| format!("n{i}")).collect();
+        for (i, n) in names.iter().enumerate() {
+            b.add(n, "isp-a", &["10.0.0.0/16"], &[R]);
+            if i % 7 == 0 {
+                b.apps[i].egress_bps = 95;
+            }
+        }
+        let snap = b.build();
+        let go = |top_n| {
+            rank(
+                &snap,
+                "10.0.0.1".parse().unwrap(),
+                rendition_hash(R),
+                NOW,
+                &Params {
+                    top_n,
+                    ..Params::default()
+                },
+            )
+        };
+        let long = go(KEEP_MAX + 10);
+        assert_eq!(long.candidates.len(), KEEP_MAX + 10);
+        let mut want: Vec<(bool, u64, u32)> = (0..30u32)
+            .map(|s| {
+                let a = &snap.appliances[s as usize];
+                (
+                    a.saturated(900),
+                    u64::MAX - weight(rendition_hash(R), a.seed),
+                    s,
+                )
+            })
+            .collect();
+        want.sort();
+        let got: Vec<u32> = long.candidates.iter().map(|c| c.slot).collect();
+        let want: Vec<u32> = want.iter().map(|w| w.2).take(KEEP_MAX + 10).collect();
+        assert_eq!(got, want);
+        assert!(long.candidates.last().unwrap().saturated);
+        let short = go(5);
+        assert_eq!(short.candidates[..], long.candidates[..5]);
     }
 }

@@ -9,7 +9,10 @@
 //! writers and publishes a new snapshot through an `ArcSwap` after each change, so ranking
 //! never takes a lock. The prefix table is rebuilt only when prefixes or membership change,
 //! and, when a whole fleet registers at once, at most once per twice the last rebuild's cost
-//! (until then the snapshot keeps the previous table).
+//! (until then the snapshot keeps the previous table). Cluster membership is rebuilt at once
+//! when an appliance joins or moves, and the "who holds what" index
+//! ([`crate::holders::HolderIndex`]) follows each inventory delta, copying only the shards
+//! it touches.
 //!
 //! Staleness (three missed intervals) is decided at ranking time from `now`, so nothing has
 //! to run on a timer. What it does not do: persist anything (the registry is rebuilt from
@@ -26,8 +29,9 @@ use oca_common::wire::{Heartbeat, HeartbeatResponse, Load, OcaEntry, OcaState, T
 
 use crate::config::valid_appliance_id;
 use crate::error::SteeringError;
+use crate::holders::HolderIndex;
 use crate::rank::{
-    ApplianceView, ClusterHolders, Holdings, Snapshot, Topology, cluster_holders, rendition_hash,
+    ApplianceView, Holdings, Slots, Snapshot, Topology, holder_index, rendition_hash,
 };
 use crate::trie::PrefixTable;
 
@@ -58,21 +62,22 @@ struct Entry {
 pub struct State {
     entries: Vec<Entry>,
     by_id: HashMap<String, u32>,
-    routes: Arc<PrefixTable<Vec<u32>>>,
+    routes: Arc<PrefixTable<Slots>>,
     members: Arc<Vec<Vec<u32>>>,
     /// Prefixes or membership changed since the last [`State::rebuild_routes`].
     routes_dirty: bool,
-    /// Per cluster: who holds what.
-    holders: Arc<Vec<Arc<ClusterHolders>>>,
+    /// Cluster membership changed since `members` was last built.
+    members_dirty: bool,
+    /// Who holds what (copy-on-write: a snapshot shares the shards not changed since).
+    holders: Arc<HolderIndex>,
     /// Changes not yet applied to `holders` ([`State::refresh_holders`]).
     holder_ops: Vec<HolderOp>,
 }
 
-/// One pending change of a cluster's holders index: appliance `slot` now holds the
-/// renditions `add` and no longer holds `remove` (by [`rendition_hash`]).
+/// One pending change of the holders index: appliance `slot` now holds the renditions `add`
+/// and no longer holds `remove` (by [`rendition_hash`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct HolderOp {
-    cluster: u32,
     slot: u32,
     add: Vec<u64>,
     remove: Vec<u64>,
@@ -294,27 +299,12 @@ impl State {
             self.routes_dirty = true;
         }
         // The holders index follows from the inventory delta (or, when the inventory was
-        // replaced as a whole, from a diff of the two), not from a rebuild of the cluster.
-        if old_cluster != cluster {
-            let remove = held_keys(&old_holdings);
-            if !remove.is_empty() {
-                self.holder_ops.push(HolderOp {
-                    cluster: old_cluster,
-                    slot,
-                    add: Vec::new(),
-                    remove,
-                });
-            }
-            let add = held_keys(&new_holdings);
-            if !add.is_empty() {
-                self.holder_ops.push(HolderOp {
-                    cluster,
-                    slot,
-                    add,
-                    remove: Vec::new(),
-                });
-            }
-        } else if !Arc::ptr_eq(&old_holdings, &new_holdings) {
+        // replaced as a whole, from a diff of the two), not from a rebuild. It is by slot, so
+        // a cluster move changes membership only.
+        if old_cluster != cluster || changes.new {
+            self.members_dirty = true;
+        }
+        if !Arc::ptr_eq(&old_holdings, &new_holdings) {
             let (mut add, mut remove) = (Vec::new(), Vec::new());
             match touched {
                 Some(mut keys) => {
@@ -342,12 +332,7 @@ impl State {
                 }
             }
             if !add.is_empty() || !remove.is_empty() {
-                self.holder_ops.push(HolderOp {
-                    cluster,
-                    slot,
-                    add,
-                    remove,
-                });
+                self.holder_ops.push(HolderOp { slot, add, remove });
             }
         }
         Ok((
@@ -360,56 +345,47 @@ impl State {
         ))
     }
 
-    /// Applies the pending inventory changes to the per-cluster holders index. Only the
-    /// clusters touched are copied (the published snapshot still shares the old ones), and
-    /// only the renditions a heartbeat added or removed are updated.
+    /// Applies the pending inventory changes to the holders index (only the shards touched
+    /// are copied; the published snapshot still shares the old ones), and rebuilds cluster
+    /// membership if an appliance joined or moved (cheap: one pass over the appliances; the
+    /// prefix table has its own, rate-limited, rebuild).
     pub fn refresh_holders(&mut self, topo: &Topology) {
-        if self.holder_ops.is_empty() && self.holders.len() == topo.clusters.len() {
-            return;
-        }
-        let mut all: Vec<Arc<ClusterHolders>> = self.holders.as_ref().clone();
-        all.resize_with(topo.clusters.len(), Default::default);
-        for op in std::mem::take(&mut self.holder_ops) {
-            let Some(h) = all.get_mut(op.cluster as usize) else {
-                continue;
-            };
-            let m = Arc::make_mut(h);
-            for k in op.remove {
-                if let Some(v) = m.get_mut(&k) {
-                    if let Ok(i) = v.binary_search(&op.slot) {
-                        v.remove(i);
-                    }
-                    if v.is_empty() {
-                        m.remove(&k);
-                    }
+        if !self.holder_ops.is_empty() {
+            let ix = Arc::make_mut(&mut self.holders);
+            for op in std::mem::take(&mut self.holder_ops) {
+                for k in op.remove {
+                    ix.set(k, op.slot, false);
                 }
-            }
-            for k in op.add {
-                let v = m.entry(k).or_default();
-                if let Err(i) = v.binary_search(&op.slot) {
-                    v.insert(i, op.slot);
+                for k in op.add {
+                    ix.set(k, op.slot, true);
                 }
             }
         }
-        self.holders = Arc::new(all);
+        if self.members_dirty || self.members.len() != topo.clusters.len() {
+            self.rebuild_members(topo);
+        }
+    }
+
+    fn rebuild_members(&mut self, topo: &Topology) {
+        let mut members = vec![Vec::new(); topo.clusters.len()];
+        for (i, e) in self.entries.iter().enumerate() {
+            if let Some(m) = members.get_mut(e.view.cluster as usize) {
+                m.push(i as u32);
+            }
+        }
+        self.members = Arc::new(members);
+        self.members_dirty = false;
     }
 
     /// The holders index rebuilt from every appliance's inventory (what the incremental
     /// [`State::refresh_holders`] must equal).
-    pub fn holders_rebuilt(&self, topo: &Topology) -> Vec<ClusterHolders> {
+    pub fn holders_rebuilt(&self) -> HolderIndex {
         let views: Vec<Arc<ApplianceView>> = self.entries.iter().map(|e| e.view.clone()).collect();
-        (0..topo.clusters.len() as u32)
-            .map(|c| {
-                let slots: Vec<u32> = (0..views.len() as u32)
-                    .filter(|&s| views[s as usize].cluster == c)
-                    .collect();
-                cluster_holders(&views, &slots)
-            })
-            .collect()
+        holder_index(&views)
     }
 
     /// The current (incremental) holders index.
-    pub fn holders(&self) -> &[Arc<ClusterHolders>] {
+    pub fn holders(&self) -> &HolderIndex {
         &self.holders
     }
 
@@ -422,12 +398,8 @@ impl State {
     /// keeps using the previous ones until then).
     pub fn rebuild_routes(&mut self, topo: &Topology) {
         self.routes_dirty = false;
-        let mut routes: PrefixTable<Vec<u32>> = PrefixTable::new();
-        let mut members = vec![Vec::new(); topo.clusters.len()];
+        let mut routes: PrefixTable<Slots> = PrefixTable::new();
         for (i, e) in self.entries.iter().enumerate() {
-            if let Some(m) = members.get_mut(e.view.cluster as usize) {
-                m.push(i as u32);
-            }
             for p in &e.prefixes {
                 routes.entry_or_default(*p).push(i as u32);
             }
@@ -437,7 +409,7 @@ impl State {
             routes.freeze();
         }
         self.routes = Arc::new(routes);
-        self.members = Arc::new(members);
+        self.rebuild_members(topo);
     }
 
     /// The snapshot ranking reads.
@@ -792,16 +764,19 @@ mod tests {
             apps[who].0 = resp.acked_generation;
             assert!(!resp.want_full_inventory, "step {step}: delta refused");
             st.refresh_holders(&topo);
-            let rebuilt = st.holders_rebuilt(&topo);
-            let inc: Vec<ClusterHolders> = st.holders().iter().map(|h| (**h).clone()).collect();
-            assert_eq!(inc, rebuilt, "step {step} (kind {kind})");
+            assert_eq!(
+                st.holders().to_map(),
+                st.holders_rebuilt().to_map(),
+                "step {step} (kind {kind})"
+            );
+            // Membership follows cluster moves at once.
+            for (slot, &(_, c, _)) in apps.iter().enumerate() {
+                assert!(st.members[c].contains(&(slot as u32)), "step {step}");
+            }
         }
         // The sequence exercised every kind of change.
         assert!(steps.iter().all(|&n| n > 0), "{steps:?}");
-        assert!(
-            st.holders().iter().map(|h| h.len()).sum::<usize>() > 0,
-            "the index is not trivially empty"
-        );
+        assert!(!st.holders().is_empty(), "the index is not trivially empty");
     }
 
     fn inv_is_small(a: &[&str], r: &[&str]) -> bool {
@@ -876,15 +851,24 @@ mod tests {
         assert_eq!(snap.appliances[1].stale_after_ms, 15_000);
         assert_eq!(snap.routes.len(), 2);
         assert_eq!(
-            snap.routes.matches("10.0.1.1".parse().unwrap())[0].1,
-            &vec![0, 1]
+            snap.routes.matches("10.0.1.1".parse().unwrap())[0]
+                .1
+                .as_slice(),
+            [0, 1]
         );
         assert_eq!(snap.members[0], vec![0, 1]);
         // The holders index of cluster isp-a is behind until refreshed.
         st.refresh_holders(&topo);
         let snap = st.snapshot(&topo);
-        assert_eq!(snap.holders[0].get(&rendition_hash("t/1")), Some(&vec![0]));
-        assert!(snap.holders[1].is_empty());
+        let row = snap.holders.row(rendition_hash("t/1"));
+        assert_eq!(row.slots().collect::<Vec<_>>(), [0]);
+        assert!(
+            snap.holders
+                .row(rendition_hash("t/2"))
+                .slots()
+                .next()
+                .is_none()
+        );
         assert_eq!(st.counts(NOW), [1, 0, 1, 0]);
         // 3 intervals of 200 ms: stale after 600 ms.
         assert_eq!(st.counts(NOW + 601), [0, 0, 1, 1]);
@@ -907,8 +891,10 @@ mod tests {
         st.rebuild_routes(&topo);
         let snap = st.snapshot(&topo);
         assert_eq!(
-            snap.routes.matches("10.9.1.1".parse().unwrap())[0].1,
-            &vec![0]
+            snap.routes.matches("10.9.1.1".parse().unwrap())[0]
+                .1
+                .as_slice(),
+            [0]
         );
     }
 

@@ -25,12 +25,30 @@ const NONE: u32 = u32::MAX;
 struct Fast4 {
     /// Per /24: index of the most specific prefix of length ≤ 24 covering it, or [`NONE`].
     dir: Vec<u32>,
-    /// Per value index: the next less specific IPv4 prefix covering it, or [`NONE`].
-    parent: Vec<u32>,
-    /// Per value index: the prefix (IPv4 entries only).
-    net: Vec<Ipv4Net>,
+    /// Per value index: the prefix and its next less specific covering prefix, side by side
+    /// (one cache line per step of a walk).
+    link: Vec<Link>,
     /// Some prefix is longer than /24 (then the trie is asked first).
     long: bool,
+}
+
+/// One IPv4 prefix of the fast path: its address, length, and parent (the next less
+/// specific IPv4 prefix covering it, or [`NONE`]).
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    addr: u32,
+    parent: u32,
+    len: u8,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            addr: 0,
+            parent: NONE,
+            len: 0,
+        }
+    }
 }
 
 /// A map from IP prefixes (both families) to values.
@@ -104,12 +122,12 @@ impl<V> PrefixTable<V> {
     /// only slower; any later change drops it.
     pub fn freeze(&mut self) {
         let n = self.values.len();
-        let mut parent = vec![NONE; n];
-        let mut net = vec![Ipv4Net::default(); n];
+        let mut link = vec![Link::default(); n];
         let mut by_len: Vec<(u8, u32, Ipv4Net)> = Vec::with_capacity(self.v4.len());
         let mut long = false;
         for (p, &i) in self.v4.iter() {
-            net[i as usize] = p;
+            link[i as usize].addr = u32::from(p.network());
+            link[i as usize].len = p.prefix_len();
             long |= p.prefix_len() > 24;
             by_len.push((p.prefix_len(), i, p));
             if p.prefix_len() > 0 {
@@ -117,7 +135,7 @@ impl<V> PrefixTable<V> {
                     .map(|s| s.trunc())
                     .unwrap_or_default();
                 if let Some((_, &j)) = self.v4.get_lpm(&sup) {
-                    parent[i as usize] = j;
+                    link[i as usize].parent = j;
                 }
             }
         }
@@ -131,12 +149,7 @@ impl<V> PrefixTable<V> {
             let count = 1usize << (24 - len);
             dir[start..start + count].fill(i);
         }
-        self.fast4 = Some(Box::new(Fast4 {
-            dir,
-            parent,
-            net,
-            long,
-        }));
+        self.fast4 = Some(Box::new(Fast4 { dir, link, long }));
     }
 
     /// True if the IPv4 fast path is built.
@@ -146,15 +159,38 @@ impl<V> PrefixTable<V> {
 
     /// Calls `f` with every stored prefix covering `addr`, most specific first, until `f`
     /// returns false. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`) is looked up as IPv4.
-    pub fn for_each_match<'a>(&'a self, addr: IpAddr, mut f: impl FnMut(IpNet, &'a V) -> bool) {
+    pub fn for_each_match<'a>(&'a self, addr: IpAddr, f: impl FnMut(IpNet, &'a V) -> bool) {
         let addr = canonical(addr);
         if let (IpAddr::V4(a), Some(fast)) = (addr, &self.fast4) {
             self.walk_fast4(fast, a, f);
             return;
         }
-        // `cover` yields least specific first; collect the (few) hits and walk them backwards.
-        let mut hits: smallbuf::Buf = smallbuf::Buf::new();
         match addr {
+            IpAddr::V6(a) => self.walk_lpm6(a, f),
+            IpAddr::V4(_) => self.walk_cover(addr, f),
+        }
+    }
+
+    /// IPv6: the most specific prefix by one trie descent ([`PrefixMap::get_lpm`]), then the
+    /// next less specific one by another descent from its parent prefix, and so on (no
+    /// allocation; a covering set is a few prefixes deep).
+    fn walk_lpm6<'a>(&'a self, a: std::net::Ipv6Addr, mut f: impl FnMut(IpNet, &'a V) -> bool) {
+        let mut q = Ipv6Net::from(a);
+        while let Some((p, &i)) = self.v6.get_lpm(&q) {
+            if !f(IpNet::V6(p), &self.values[i as usize]) || p.prefix_len() == 0 {
+                return;
+            }
+            q = Ipv6Net::new(p.network(), p.prefix_len() - 1)
+                .map(|n| n.trunc())
+                .unwrap_or_default();
+        }
+    }
+
+    /// Any family, from `cover` (least specific first: the hits are collected, then walked
+    /// backwards). The unfrozen IPv4 path, and the reference the other paths must equal.
+    fn walk_cover<'a>(&'a self, addr: IpAddr, mut f: impl FnMut(IpNet, &'a V) -> bool) {
+        let mut hits: smallbuf::Buf = smallbuf::Buf::new();
+        match canonical(addr) {
             IpAddr::V4(a) => {
                 for (p, &i) in self.v4.cover(&Ipv4Net::from(a)) {
                     hits.push(IpNet::V4(p), i);
@@ -189,12 +225,12 @@ impl<V> PrefixTable<V> {
         if i == NONE {
             i = fast.dir[(u32::from(a) >> 8) as usize];
         }
-        while i != NONE {
-            let k = i as usize;
-            if !f(IpNet::V4(fast.net[k]), &self.values[k]) {
+        while let Some(l) = fast.link.get(i as usize) {
+            let net = Ipv4Net::new(Ipv4Addr::from(l.addr), l.len).unwrap_or_default();
+            if !f(IpNet::V4(net), &self.values[i as usize]) {
                 return;
             }
-            i = fast.parent[k];
+            i = l.parent;
         }
     }
 
@@ -449,5 +485,46 @@ mod fast_tests {
         );
         t.entry_or_default("172.16.0.0/12".parse().unwrap());
         assert!(!t.is_frozen());
+    }
+
+    /// The IPv6 walk (one `get_lpm` descent per covering prefix) lists the same prefixes,
+    /// in the same order, as the `cover` reference, on nested random prefixes.
+    #[test]
+    fn ipv6_walk_equals_cover() {
+        let mut seed = 7u64;
+        let mut rnd = || {
+            seed = crate::rank::mix64(seed.wrapping_add(0x9e37_79b9_7f4a_7c15));
+            seed
+        };
+        let mut t: PrefixTable<u32> = PrefixTable::new();
+        t.insert("::/0".parse().unwrap(), 0);
+        // Few distinct high bits, so prefixes nest often.
+        let base = 0x2001_0db8u128 << 96;
+        for i in 0..3000u32 {
+            let len = 16 + (rnd() % 65) as u8;
+            let a = base | (u128::from(rnd() & 0x0303_0303_0303_0303) << 32);
+            let p = Ipv6Net::new(std::net::Ipv6Addr::from(a), len)
+                .unwrap()
+                .trunc();
+            *t.entry_or_default(IpNet::V6(p)) = 1 + i;
+        }
+        let mut deep = 0;
+        for _ in 0..5000 {
+            let a = base | (u128::from(rnd() & 0x0303_0303_0303_0303) << 32) | u128::from(rnd());
+            let a = IpAddr::V6(std::net::Ipv6Addr::from(a));
+            let mut got = Vec::new();
+            t.for_each_match(a, |p, v| {
+                got.push((p, *v));
+                true
+            });
+            let mut want = Vec::new();
+            t.walk_cover(a, |p, v| {
+                want.push((p, *v));
+                true
+            });
+            assert_eq!(got, want, "{a}");
+            deep += usize::from(got.len() >= 3);
+        }
+        assert!(deep > 100, "only {deep} probes with 3+ covering prefixes");
     }
 }
