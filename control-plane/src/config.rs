@@ -189,6 +189,9 @@ pub struct ForecastConfig {
     pub share_prior_views: f64,
     /// Project recently launched titles forward along the launch decay seen in the history.
     pub launch_decay: bool,
+    /// With `launch-decay`: one decay ratio per age since launch (the decay slows as the
+    /// launch boost fades) instead of one for all ages.
+    pub launch_decay_by_age: bool,
 }
 
 impl Default for ForecastConfig {
@@ -206,6 +209,7 @@ impl Default for ForecastConfig {
             ),
             share_prior_views: p.share_prior_views,
             launch_decay: p.launch_decay,
+            launch_decay_by_age: p.launch_decay_by_age,
         }
     }
 }
@@ -224,6 +228,7 @@ impl ForecastConfig {
                 .then(|| self.share_half_life.as_secs_f64() / 86_400.0),
             share_prior_views: self.share_prior_views,
             launch_decay: self.launch_decay,
+            launch_decay_by_age: self.launch_decay_by_age,
         }
     }
 }

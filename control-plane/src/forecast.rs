@@ -19,7 +19,11 @@
 //! the views of every such title after its launch day (at most 1) is estimated from the
 //! history, and each past day `k` days before the target counts as `views · ρ^k` (days before
 //! the launch do not count). A title's views fall for days after its launch, so a plain
-//! recent mean would overestimate it.
+//! recent mean would overestimate it. With `launch_decay_by_age` the ratio is pooled per age
+//! since launch (`ρ(a)` = views at age `a + 1` ÷ views at age `a`, summed over launches; an
+//! age without data takes the age before it) and a day of age `a` is projected to the target
+//! age `T` by `ρ(a)·…·ρ(T − 1)`: a launch's boost fades into the title's base demand, so the
+//! decay slows with age.
 //!
 //! Then the **launch calendar**: a title launching on the target day gets, in every region it
 //! launches in, a prior equal to the `launch_prior_quantile` of the region's per-title
@@ -123,6 +127,9 @@ pub struct ForecastParams {
     /// Project recently launched titles forward along the launch decay (needs
     /// `share_half_life_days`; see [`forecast`]).
     pub launch_decay: bool,
+    /// With `launch_decay`: one pooled decay ratio per age since launch instead of one for
+    /// all ages (a launch's boost fades, so the decay slows with age).
+    pub launch_decay_by_age: bool,
 }
 
 impl Default for ForecastParams {
@@ -137,6 +144,7 @@ impl Default for ForecastParams {
             launch_prior_min_views: 10.0,
             exposure_conversion: 0.02,
             launch_decay: true,
+            launch_decay_by_age: true,
         }
     }
 }
@@ -353,19 +361,36 @@ pub fn forecast(
                 .filter(|l| params.launch_decay && l.day >= from && l.day < history_end)
                 .map(|l| (l.title.as_str(), (l.day - from) as usize))
                 .collect();
-            let (mut after, mut before) = (0.0, 0.0);
+            // Pooled day-over-day ratio after launch, overall and per age (days since the
+            // launch): a launch's boost fades, so the ratio rises towards 1 with age.
+            let (mut after, mut before) = (vec![0.0; len], vec![0.0; len]);
             for ((t, _), days) in &title_days {
                 if let Some(&li) = launched.get(t) {
                     for i in li + 1..len {
-                        after += days.views[i];
-                        before += days.views[i - 1];
+                        after[i - 1 - li] += days.views[i];
+                        before[i - 1 - li] += days.views[i - 1];
                     }
                 }
             }
-            let rho = if before > 0.0 && after > 0.0 {
-                (after / before).min(1.0)
-            } else {
-                1.0
+            let ratio = |a: f64, b: f64| (a > 0.0 && b > 0.0).then(|| (a / b).min(1.0));
+            let rho = ratio(after.iter().sum(), before.iter().sum()).unwrap_or(1.0);
+            // by_age[a]: the ratio from age a to a + 1 (with `launch_decay_by_age`); an age
+            // without data takes the one before it, the overall ratio before the first.
+            let mut by_age = vec![rho; len];
+            if params.launch_decay_by_age {
+                let mut last = rho;
+                for (a, g) in by_age.iter_mut().enumerate() {
+                    if let Some(x) = ratio(after[a], before[a]) {
+                        last = x;
+                    }
+                    *g = last;
+                }
+            }
+            // Factor from age `a` to age `b` (b >= a).
+            let project = |a: usize, b: usize| -> f64 {
+                (a..b)
+                    .map(|x| by_age.get(x).or(by_age.last()).copied().unwrap_or(1.0))
+                    .product()
             };
             let title_level: HashMap<(&str, &str), f64> = title_days
                 .iter()
@@ -374,9 +399,9 @@ pub fn forecast(
                     let lvl = match launched.get(t) {
                         Some(&li) => {
                             let (mut num, mut den) = (0.0, 0.0);
+                            let target_age = (target_day - (from + li as i64)).max(0) as usize;
                             for (i, v) in days.views.iter().enumerate().skip(li.max(days.first)) {
-                                let k = target_day - (from + i as i64);
-                                num += weight[i] * v * rho.powi(k as i32)
+                                num += weight[i] * v * project(i - li, target_age)
                                     / s[weekday(from + i as i64)];
                                 den += weight[i];
                             }
@@ -826,6 +851,47 @@ mod tests {
         };
         let f = forecast(target, target, &h, &[launch], &[], &off);
         assert!(get(&f, "new/720p", "NL") > 150.0);
+    }
+
+    #[test]
+    fn launch_decay_slows_with_age() {
+        // Both launches follow 100 + 800·0.5^age: "a" launched 6 days ago, "b" 2 days ago.
+        let target = 20_500;
+        let curve = |age: i64| 100.0 + 800.0 * 0.5f64.powi(age as i32);
+        let mut h = Vec::new();
+        for k in 1..=6 {
+            h.push(dv(target - k, "a/720p", "NL", curve(6 - k)));
+        }
+        for k in 1..=2 {
+            h.push(dv(target - k, "b/720p", "NL", curve(2 - k)));
+        }
+        let launch = |t: &str, day: i64| Launch {
+            title: t.into(),
+            day,
+            regions: vec![],
+            renditions: vec![rid(&format!("{t}/720p"))],
+            prior_quantile: None,
+        };
+        let launches = [launch("a", target - 6), launch("b", target - 2)];
+        let p = ForecastParams {
+            min_season_days: 365,
+            ..ForecastParams::default()
+        };
+        let f = forecast(target, target, &h, &launches, &[], &p);
+        // Per age, "b" is projected along "a"'s curve: age 0 → 2 by 500/900 · 300/500.
+        let b = get(&f, "b/720p", "NL");
+        assert!((b - curve(2)).abs() < 1e-9, "{b}");
+        // One ratio for every age decays it too fast at first, too slow later: not 300.
+        let flat = ForecastParams {
+            launch_decay_by_age: false,
+            ..p
+        };
+        let b1 = get(
+            &forecast(target, target, &h, &launches, &[], &flat),
+            "b/720p",
+            "NL",
+        );
+        assert!((b1 - curve(2)).abs() > 5.0, "{b1}");
     }
 
     #[test]

@@ -29,7 +29,11 @@ Examples:
   vodsyn sim --trace t.bin --capacity 500G
   vodsyn forecast --profile S --seeds 1-5 --fracs 10
       demand forecast: WMAPE of control-plane's forecast vs 'same as yesterday' on held-out
-      days, and the peak byte hit ratio of caches placed by each forecast (proactive fill)";
+      days, and the peak byte hit ratio of caches placed by each forecast (proactive fill)
+  vodsyn fortnight --profile S --seeds 1-5 --fracs 10 --appliances 4
+      fill-controller's planner placing whole renditions by control-plane's forecast for
+      14 nights under the nightly budget: peak BHR, origin egress and fill next to LRU,
+      S3-FIFO and chunk-level placement at the same capacity (--nights: every night)";
 
 /// VODSYN-v1 workload generator and cache simulator (shared/workload/VODSYN.md).
 #[derive(Debug, Parser)]
@@ -113,6 +117,35 @@ enum Cmd {
         #[arg(long, default_value_t = 2)]
         jobs: usize,
     },
+    /// A fortnight of the fill controller: its planner places whole renditions by
+    /// control-plane's forecast each night, applied as the executor does under the nightly
+    /// budget; peak BHR, origin egress and fill next to LRU and S3-FIFO at equal capacity.
+    Fortnight {
+        /// `S`, `M` or a profile JSON path.
+        #[arg(long, default_value = "S")]
+        profile: String,
+        /// Seeds: `1-5` or `1,3,7`.
+        #[arg(long, default_value = "1-5")]
+        seeds: String,
+        /// Capacities C in percent of the day-0 catalog bytes.
+        #[arg(long, default_value = "10", value_delimiter = ',')]
+        fracs: Vec<f64>,
+        /// Adds a row with a cluster of N appliances of C/N each (1: no extra row).
+        #[arg(long, default_value_t = 1)]
+        appliances: u32,
+        /// Share of each appliance's capacity on flash (the rest on disk).
+        #[arg(long, default_value_t = 0.2)]
+        flash_share: f64,
+        /// The planner's max-fill (product default 0.95; a row at 1.0 is added when lower).
+        #[arg(long, default_value_t = fill_controller::plan::PlanParams::default().max_fill)]
+        max_fill: f64,
+        /// Print every planner night (budget, filled, deleted, held, planned bytes).
+        #[arg(long)]
+        nights: bool,
+        /// Worker threads (the placed rows and each reactive cache run in parallel).
+        #[arg(long, default_value_t = 2)]
+        jobs: usize,
+    },
 }
 
 fn main() -> ExitCode {
@@ -155,6 +188,25 @@ fn main() -> ExitCode {
             half_life,
             jobs,
         } => cmd_forecast(&profile, &seeds, &fracs, half_life, jobs),
+        Cmd::Fortnight {
+            profile,
+            seeds,
+            fracs,
+            appliances,
+            flash_share,
+            max_fill,
+            nights,
+            jobs,
+        } => cmd_fortnight(
+            &profile,
+            &seeds,
+            &fracs,
+            appliances,
+            flash_share,
+            max_fill,
+            nights,
+            jobs,
+        ),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -613,4 +665,71 @@ fn cmd_forecast(
         placed::report(&p.name, &seeds, fracs, &res, t0.elapsed().as_secs_f64())
     );
     Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn cmd_fortnight(
+    profile: &str,
+    seeds: &str,
+    fracs: &[f64],
+    appliances: u32,
+    flash_share: f64,
+    max_fill: f64,
+    nights: bool,
+    jobs: usize,
+) -> Result<(), VodsynError> {
+    use oca_benches::vodsyn::{fortnight, placed};
+    check_fracs(fracs)?;
+    if !(1..=64).contains(&appliances) {
+        return Err(VodsynError::BadArgument(
+            "--appliances must be 1 to 64".into(),
+        ));
+    }
+    if !(0.0..=1.0).contains(&flash_share) {
+        return Err(VodsynError::BadArgument(
+            "--flash-share must be in [0, 1]".into(),
+        ));
+    }
+    if !(max_fill > 0.0 && max_fill <= 1.0) {
+        return Err(VodsynError::BadArgument(
+            "--max-fill must be in (0, 1]".into(),
+        ));
+    }
+    let p = profile_arg(profile)?;
+    let seeds = parse_seeds(seeds)?;
+    let opts = fortnight::Options {
+        fracs: fracs.to_vec(),
+        appliances,
+        flash_share,
+        params: fill_controller::plan::PlanParams {
+            max_fill,
+            ..Default::default()
+        },
+        forecast: placed::bench_params(),
+        jobs,
+    };
+    let t0 = Instant::now();
+    let mut res = Vec::new();
+    for &seed in &seeds {
+        let ts = Instant::now();
+        let g = generate(&p, seed);
+        let gen_s = ts.elapsed().as_secs_f64();
+        res.push(fortnight::run_seed(seed, &g.catalog, &g.requests, &opts));
+        eprintln!(
+            "seed {seed}: {} requests, generated in {gen_s:.1} s, ran in {:.1} s",
+            g.requests.len(),
+            ts.elapsed().as_secs_f64() - gen_s
+        );
+    }
+    print!(
+        "{}",
+        fortnight::report(&p.name, &res, &opts, t0.elapsed().as_secs_f64(), nights)
+    );
+    if fortnight::all_nights_ok(&res) {
+        Ok(())
+    } else {
+        Err(VodsynError::Check(
+            "a planner night went over its budget or a tier over its capacity".into(),
+        ))
+    }
 }

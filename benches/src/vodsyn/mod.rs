@@ -13,6 +13,8 @@
 //!   ([`oca_storage::policy::RamPolicy`]) at chunk granularity, with the peak-window byte
 //!   and object hit ratios of the spec's "Metrics".
 //! - [`stats`]: the spec's calibration statistics.
+//! - [`fortnight`]: fill-controller's planner and executor rules placing whole renditions
+//!   by control-plane's forecast for a fortnight, next to LRU, S3-FIFO and [`placed`].
 //! - [`placed`]: proactive fill as the spec evaluates it (placement per serving day, misses
 //!   not admitted, fill cap) for the spec's `PF-title-model` / `PF-title-oracle`, "same as
 //!   yesterday" and `control-plane`'s demand forecast, plus the forecasts' WMAPE.
@@ -23,6 +25,7 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod fortnight;
 pub mod generate;
 pub mod placed;
 pub mod profile;
@@ -89,6 +92,9 @@ pub enum VodsynError {
     /// A command-line value is malformed (seed range, fractions, capacity).
     #[error("bad argument: {0}")]
     BadArgument(String),
+    /// A bench's invariant check failed (e.g. a fill night over its budget).
+    #[error("check failed: {0}")]
+    Check(String),
 }
 
 impl VodsynError {
