@@ -349,39 +349,13 @@ fn plan_then_run_then_status_fill_a_real_appliance() {
     let dir = tempfile::tempdir().unwrap();
     let p = |rel: &str| dir.path().join(rel);
     let seg: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-    std::fs::create_dir_all(p("origin/t0/720p")).unwrap();
-    std::fs::write(p("origin/t0/720p/seg-1.m4s"), &seg).unwrap();
-    std::fs::write(
-        p("catalog.toml"),
-        format!(
-            "[[title]]\nid = \"t0\"\nname = \"T0\"\n\n[[title.rendition]]\nid = \"720p\"\n\
-             codec = \"avc1.64001f\"\nwidth = 1280\nheight = 720\nbitrate-kbps = 3000\n\n\
-             [[title.rendition.file]]\nname = \"seg-1.m4s\"\nsize = {}\nsha256 = \"{}\"\n",
-            seg.len(),
-            sha256_hex(&seg)
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        p("sites.toml"),
-        "[[site]]\nid = \"isp1\"\ntime-zone = \"UTC\"\n[[cluster]]\nid = \"isp1-a\"\nsite = \"isp1\"\n",
-    )
-    .unwrap();
-    std::fs::write(
-        p("forecast.json"),
-        r#"[{"rendition": "t0/720p", "region": "isp1", "views": 10}]"#,
-    )
-    .unwrap();
-    std::fs::write(p("tok"), format!("{}\n", server.fx.admin_token)).unwrap();
-    std::fs::write(
-        p("appliances.toml"),
-        format!(
-            "[[appliance]]\nid = \"oca-a1\"\ncluster = \"isp1-a\"\n\
-             admin-url = \"http://127.0.0.1:{}\"\nadmin-token-file = \"tok\"\ndisk = \"1GB\"\n",
-            server.ports.admin
-        ),
-    )
-    .unwrap();
+    one_title_one_appliance(
+        dir.path(),
+        &seg,
+        "",
+        server.ports.admin,
+        &server.fx.admin_token,
+    );
     std::fs::write(
         p("fc.toml"),
         "sites-file = \"sites.toml\"\nstate-dir = \"state\"\n[inputs]\n\
@@ -432,6 +406,55 @@ fn plan_then_run_then_status_fill_a_real_appliance() {
     );
 }
 
+/// Writes, under `dir`, a directory origin with one rendition `t0/720p` of one file `seg`,
+/// its catalog, a sites file with one site (`site_extra`: more keys of its `[[site]]`), a
+/// forecast asking for it, and an appliances file naming one real appliance (admin port
+/// `admin_port`, token `admin_token`).
+fn one_title_one_appliance(
+    dir: &Path,
+    seg: &[u8],
+    site_extra: &str,
+    admin_port: u16,
+    admin_token: &str,
+) {
+    let p = |rel: &str| dir.join(rel);
+    std::fs::create_dir_all(p("origin/t0/720p")).unwrap();
+    std::fs::write(p("origin/t0/720p/seg-1.m4s"), seg).unwrap();
+    std::fs::write(
+        p("catalog.toml"),
+        format!(
+            "[[title]]\nid = \"t0\"\nname = \"T0\"\n\n[[title.rendition]]\nid = \"720p\"\n\
+             codec = \"avc1.64001f\"\nwidth = 1280\nheight = 720\nbitrate-kbps = 3000\n\n\
+             [[title.rendition.file]]\nname = \"seg-1.m4s\"\nsize = {}\nsha256 = \"{}\"\n",
+            seg.len(),
+            sha256_hex(seg)
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        p("sites.toml"),
+        format!(
+            "[[site]]\nid = \"isp1\"\ntime-zone = \"UTC\"\n{site_extra}\
+             [[cluster]]\nid = \"isp1-a\"\nsite = \"isp1\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        p("forecast.json"),
+        r#"[{"rendition": "t0/720p", "region": "isp1", "views": 10}]"#,
+    )
+    .unwrap();
+    std::fs::write(p("tok"), format!("{admin_token}\n")).unwrap();
+    std::fs::write(
+        p("appliances.toml"),
+        format!(
+            "[[appliance]]\nid = \"oca-a1\"\ncluster = \"isp1-a\"\n\
+             admin-url = \"http://127.0.0.1:{admin_port}\"\nadmin-token-file = \"tok\"\ndisk = \"1GB\"\n"
+        ),
+    )
+    .unwrap();
+}
+
 /// A UTC fill window that opened 5 minutes ago and closes in 30.
 fn window_around_now() -> String {
     let min = (oca_tests::now_unix() / 60 % 1440) as i64;
@@ -478,43 +501,14 @@ fn the_daemon_fills_in_its_window_and_serves_metrics_that_promtool_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let p = |rel: &str| dir.path().join(rel);
     let seg: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
-    std::fs::create_dir_all(p("origin/t0/720p")).unwrap();
-    std::fs::write(p("origin/t0/720p/seg-1.m4s"), &seg).unwrap();
-    std::fs::write(
-        p("catalog.toml"),
-        format!(
-            "[[title]]\nid = \"t0\"\nname = \"T0\"\n\n[[title.rendition]]\nid = \"720p\"\n\
-             codec = \"avc1.64001f\"\nwidth = 1280\nheight = 720\nbitrate-kbps = 3000\n\n\
-             [[title.rendition.file]]\nname = \"seg-1.m4s\"\nsize = {}\nsha256 = \"{}\"\n",
-            seg.len(),
-            sha256_hex(&seg)
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        p("sites.toml"),
-        format!(
-            "[[site]]\nid = \"isp1\"\ntime-zone = \"UTC\"\nfill-window = \"{}\"\n\
-             [[cluster]]\nid = \"isp1-a\"\nsite = \"isp1\"\n",
-            window_around_now()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        p("forecast.json"),
-        r#"[{"rendition": "t0/720p", "region": "isp1", "views": 10}]"#,
-    )
-    .unwrap();
-    std::fs::write(p("tok"), format!("{}\n", server.fx.admin_token)).unwrap();
-    std::fs::write(
-        p("appliances.toml"),
-        format!(
-            "[[appliance]]\nid = \"oca-a1\"\ncluster = \"isp1-a\"\n\
-             admin-url = \"http://127.0.0.1:{}\"\nadmin-token-file = \"tok\"\ndisk = \"1GB\"\n",
-            server.ports.admin
-        ),
-    )
-    .unwrap();
+    let window = format!("fill-window = \"{}\"\n", window_around_now());
+    one_title_one_appliance(
+        dir.path(),
+        &seg,
+        &window,
+        server.ports.admin,
+        &server.fx.admin_token,
+    );
     // A port that was free a moment ago; another process may take it first, so retry.
     let mut daemon = None;
     for attempt in 0..5 {
@@ -609,43 +603,7 @@ fn the_daemon_fills_in_its_window_and_serves_metrics_that_promtool_accepts() {
 
     // promtool check metrics, tolerating only Debian promtool's known complaint about
     // OpenMetrics counter names (DESIGN §9), as the appliance's own test does.
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    std::io::Write::write_all(&mut child.stdin.take().unwrap(), text.as_bytes()).unwrap();
-    let o = child.wait_with_output().unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let openmetrics_counter_false_positive = |line: &str| {
-        if line.contains("counter metrics should have \"_total\" suffix") {
-            return true;
-        }
-        let Some(name) = line.strip_suffix(" no help text") else {
-            return false;
-        };
-        let Some(base) = name.trim().strip_suffix("_total") else {
-            return false;
-        };
-        text.contains(&format!("# TYPE {base} counter\n"))
-            && text.contains(&format!("# HELP {base} "))
-    };
-    let other: Vec<&str> = report
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !openmetrics_counter_false_positive(l))
-        .collect();
-    assert!(
-        o.status.success() || o.status.code() == Some(3),
-        "promtool failed to run or to parse the text ({}):\n{report}",
-        o.status
-    );
-    assert!(other.is_empty(), "promtool complains:\n{report}\n{text}");
+    oca_tests::metrics::assert_promtool_accepts(&text);
 
     // SIGTERM: a clean stop.
     let kill = Command::new("kill")
