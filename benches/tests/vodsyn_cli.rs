@@ -1,12 +1,9 @@
 //! End-to-end checks of the `vodsyn` binary: help, usage errors, `gen` then `sim --trace`.
 
-use std::process::Command;
+mod common;
+use common::vodsyn;
 
 use oca_benches::vodsyn::load_profile;
-
-fn vodsyn() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vodsyn"))
-}
 
 #[test]
 fn help_has_examples_and_bad_usage_exits_64() {

@@ -1,20 +1,10 @@
 //! End-to-end check of `vodsyn forecast` on a tiny profile: the report parses (one WMAPE row
 //! per forecast, one BHR row per placed policy and cache size); the figures are not checked.
 
-use std::process::Command;
+mod common;
+use common::{first_number, vodsyn};
 
 use oca_benches::vodsyn::load_profile;
-
-fn vodsyn() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vodsyn"))
-}
-
-/// The leading number of a cell such as `0.512 ± 0.000 (0.512), spec 0.771`.
-fn first_number(cell: &str) -> f64 {
-    let tok = cell.split_whitespace().next().unwrap_or("");
-    tok.parse()
-        .unwrap_or_else(|_| panic!("not a number: {cell:?}"))
-}
 
 #[test]
 fn forecast_report_parses() {

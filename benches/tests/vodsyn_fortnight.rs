@@ -3,24 +3,10 @@
 //! every seed the fill stays within the nightly budget, the first non-empty night being the
 //! only bulk fill. The hit ratios themselves are not checked.
 
-use std::process::Command;
+mod common;
+use common::{cells, first_number, vodsyn};
 
 use oca_benches::vodsyn::load_profile;
-
-fn vodsyn() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vodsyn"))
-}
-
-/// The leading number of a cell such as `0.512 ± 0.000 (0.512)`.
-fn first_number(cell: &str) -> f64 {
-    let tok = cell.split_whitespace().next().unwrap_or("");
-    tok.parse()
-        .unwrap_or_else(|_| panic!("not a number: {cell:?}"))
-}
-
-fn cells(line: &str) -> Vec<&str> {
-    line.trim_matches('|').split('|').map(str::trim).collect()
-}
 
 #[test]
 fn fortnight_report_parses_and_fill_stays_within_budget() {
