@@ -270,6 +270,15 @@ impl KeySet {
         self.keys.values().next_back().map(|e| &e.key)
     }
 
+    /// Signs like [`sign`] with the key `params.kid` of this set, reusing its prepared HMAC
+    /// key (no key schedule per token: for servers that sign on every request).
+    ///
+    /// Errors: as [`sign`]; [`TokenError::UnknownKid`] if the set has no such kid.
+    pub fn sign(&self, params: &TokenParams, object: &ObjectKey) -> Result<String, TokenError> {
+        let e = self.keys.get(&params.kid).ok_or(TokenError::UnknownKid)?;
+        sign_prepared(&e.key.kid, &e.hmac, params, object)
+    }
+
     /// Number of keys.
     pub fn len(&self) -> usize {
         self.keys.len()
@@ -484,6 +493,21 @@ pub fn sign(
     if params.kid != key.kid {
         return Err(TokenError::UnknownKid);
     }
+    let hkey = hmac::Key::new(hmac::HMAC_SHA256, &key.secret);
+    sign_prepared(&key.kid, &hkey, params, object)
+}
+
+/// [`sign`] with the HMAC key already prepared (`kid` is the key's id, equal to
+/// `params.kid`).
+fn sign_prepared(
+    kid: &str,
+    hkey: &hmac::Key,
+    params: &TokenParams,
+    object: &ObjectKey,
+) -> Result<String, TokenError> {
+    if !valid_kid(kid) {
+        return Err(TokenError::Malformed);
+    }
     let scope = object
         .scope(usize::from(params.n))
         .ok_or(TokenError::Scope)?;
@@ -496,15 +520,14 @@ pub fn sign(
             p.to_token_form()
         }
     };
-    let hkey = hmac::Key::new(hmac::HMAC_SHA256, &key.secret);
     let tag = hmac::sign(
-        &hkey,
-        message(params.exp, &key.kid, params.n, &cp, &scope).as_bytes(),
+        hkey,
+        message(params.exp, kid, params.n, &cp, &scope).as_bytes(),
     );
     let sig = URL_SAFE_NO_PAD.encode(tag.as_ref());
     Ok(format!(
         "v1.{}.{}.{}.{}.{}",
-        params.exp, key.kid, params.n, cp, sig
+        params.exp, kid, params.n, cp, sig
     ))
 }
 
@@ -674,6 +697,20 @@ mod tests {
             check(&t, "other/720p/seg-1.m4s", "198.51.100.7", NOW),
             Err(TokenError::BadSignature)
         );
+    }
+
+    #[test]
+    fn keyset_sign_equals_sign_and_names_unknown_kids() {
+        let obj = k("movie/720p/seg-1.m4s");
+        for p in [params(2, None), params(1, Some("198.51.100.0/24"))] {
+            assert_eq!(keys().sign(&p, &obj), sign(&key1(), &p, &obj));
+        }
+        let mut p = params(2, None);
+        p.kid = "k9".into();
+        assert_eq!(keys().sign(&p, &obj), Err(TokenError::UnknownKid));
+        p.kid = "k1".into();
+        p.n = 9;
+        assert_eq!(keys().sign(&p, &obj), Err(TokenError::Scope));
     }
 
     #[test]

@@ -16,18 +16,28 @@
 //!    an appliance's share is spread over more appliances, up to `max_copies`.
 //! 4. **Place** the copies on the first appliances of the rendition's rendezvous order
 //!    ([`oca_common::rendezvous`], the order steering ranks a cluster's holders in), skipping
-//!    any without room: an appliance that already holds the rendition keeps it on the tier it
-//!    is on (no churn) if that tier still has room (else it is moved: deleted, then filled
-//!    where there is room, the fill listing that deletion); any other gets it on `flash` if
-//!    it has room, else on `disk`. Room is `max_fill × capacity` per tier, counted from zero: what
-//!    is not placed is deleted. Because renditions are placed most valuable first, the head
-//!    lands in flash and the tail on disk. Copies that find no room are counted in
-//!    [`ClusterSummary`], never squeezed in.
+//!    any without room, in two passes. *Which*: most valuable first, an appliance keeps or
+//!    gets the rendition if its **total room** (flash and disk together) still has room for
+//!    it; an appliance that already holds it keeps it **on the tier it is on** (no churn),
+//!    provided that tier can still hold it next to the more valuable held copies kept there,
+//!    else the copy is moved (deleted, then filled as a new copy, the fill listing that
+//!    deletion) — e.g. when a failed drive shrank the tier. *Where*: per appliance, kept
+//!    held copies are charged to their own tier first; then new copies, most valuable
+//!    first, go to `flash` if it has room, else `disk`. A held copy is never moved because
+//!    more valuable new ones took its tier: the planner's tier is only a hint for new copies
+//!    (the appliance's own tiering deals with heat). Room is `max_fill × capacity` per
+//!    tier, counted from zero: what is not placed is deleted. Copies that find no room
+//!    (including a new copy that fits the total but neither tier once held copies are
+//!    charged) are counted in [`ClusterSummary`], never squeezed in.
 //! 5. **Diff** against the inventory: a placed copy the appliance does not hold (or holds
 //!    only a leading part of) is a [`Fill`]; a held rendition that is not placed on that
-//!    appliance is a [`Delete`]. Fills are sorted most valuable first. A fill whose bytes do
-//!    not fit in the tier's free space today lists in `needs_deletes` the deletions (indices
-//!    into [`Plan::deletes`], largest first) that make room for it: **a fill may start once
+//!    appliance is a [`Delete`]. Fills are sorted most valuable first. Deletions are listed
+//!    per appliance and tier **least valuable first** (value as in step 2 in the appliance's
+//!    cluster; a held rendition without demand there, or not in the catalog, has value 0),
+//!    ties by bytes (largest first), then id. A fill whose bytes do not fit in the tier's
+//!    free space today lists in `needs_deletes` the deletions (indices into
+//!    [`Plan::deletes`], in that order) that make room for it, so when the night's budget
+//!    runs out the most valuable held renditions are still there: **a fill may start once
 //!    its own `needs_deletes` and those of every earlier fill on the same appliance and tier
 //!    are done**. Deletions no fill needs can run at any time.
 //! 6. **Source** of each fill: an eligible peer in the same cluster that holds the whole
@@ -211,7 +221,7 @@ pub struct ClusterSummary {
 pub struct Plan {
     /// Fills, most valuable first.
     pub fills: Vec<Fill>,
-    /// Deletions, by appliance, tier and rendition.
+    /// Deletions: by appliance, tier, then least valuable first (see the module doc, step 5).
     pub deletes: Vec<Delete>,
     /// Per cluster, upstream clusters first.
     pub clusters: Vec<ClusterSummary>,
@@ -233,10 +243,14 @@ struct Placed {
     rendition: u32,
     tier: usize,
     value: f64,
+    /// Bytes it takes on that tier (the rendition's size, or more if more is held).
+    need: u64,
     /// Bytes already held on that tier (0 for a new copy).
     held: u64,
     /// The appliance holds it, on this tier, and keeps it.
     kept: bool,
+    /// False if it found no room on either tier once held copies were charged (pass 2).
+    ok: bool,
 }
 
 /// Orders clusters so that every cluster comes after its upstream (depth, then id).
@@ -441,7 +455,7 @@ pub fn plan(input: &PlanInput) -> Plan {
     } else {
         0.0
     };
-    let mut room: Vec<[u64; 2]> = apps
+    let room: Vec<[u64; 2]> = apps
         .iter()
         .map(|a| {
             [
@@ -450,9 +464,20 @@ pub fn plan(input: &PlanInput) -> Plan {
             ]
         })
         .collect();
-    let plan_cap = room.clone();
+
+    // Pass-1 room per appliance: `left` is the room left on both tiers together, `pin` each
+    // tier's room left for held copies alone. (Per-tier room for new copies is pass 2's: a
+    // pass-1 decision that depended on where a new copy lands would not survive re-planning
+    // once it is held.)
+    let mut left: Vec<u64> = room.iter().map(|r| r[0].saturating_add(r[1])).collect();
+    let mut pin: Vec<[u64; 2]> = room.clone();
+    // Pass-2 room per appliance and tier: exact, held copies charged first.
+    let mut exact: Vec<[u64; 2]> = room.clone();
 
     let mut placed: Vec<Placed> = Vec::new();
+    let mut cand: Vec<Placed> = Vec::new();
+    // Per ranked rendition: (list index, copies wanted, range in `cand`).
+    let mut spans: Vec<(usize, u64, usize, usize)> = Vec::new();
     let mut retier: FastSet<(u32, u32)> = FastSet::default();
     let mut fills: Vec<Fill> = Vec::new();
     // Sort key of each fill: value, appliance index, rendition index (indices follow ids).
@@ -482,18 +507,21 @@ pub fn plan(input: &PlanInput) -> Plan {
         let per_copy = p.copy_share.max(f64::MIN_POSITIVE) * total / n as f64;
         let max_k = u64::from(p.max_copies.max(1)).min(n);
         let upstream = cluster_idx.get(clusters[c].upstream.as_str()).copied();
-        for &(r, d, value) in list.iter() {
+
+        // Pass 1: which appliances keep or get each rendition, most valuable first.
+        cand.clear();
+        spans.clear();
+        for (li, &(r, d, value)) in list.iter().enumerate() {
             let bytes = rbytes[r as usize];
             let rh = rhash[r as usize];
             let want = ((d / per_copy).ceil() as u64).clamp(1, max_k);
-            sum.copies_wanted += want;
             let here = held_in(c, r);
             order.clear();
             order.extend(
                 ms.iter()
                     .map(|&a| (u64::MAX - mix64(rh ^ mixed[a as usize]), a)),
             );
-            let first_fill = placed.len();
+            let first = cand.len();
             let mut got = 0;
             // Rendezvous order, best first, picked lazily (most walks stop after one or two).
             while got < want && !order.is_empty() {
@@ -504,34 +532,71 @@ pub fn plan(input: &PlanInput) -> Plan {
                     .unwrap_or((0, &(0, 0)));
                 let (_, a) = order.swap_remove(best);
                 let ai = a as usize;
-                let fresh = || {
-                    (0..2)
-                        .find(|&t| room[ai][t] >= bytes)
-                        .map(|t| (t, bytes, 0, false))
-                };
-                let slot = match here.iter().find(|e| e.1 == a).map(|e| (e.2, e.3)) {
-                    Some((held, t)) if room[ai][t] >= bytes.max(held) => {
-                        Some((t, bytes.max(held), held, true))
+                let held = here.iter().find(|e| e.1 == a).map(|e| (e.2, e.3));
+                let slot = match held {
+                    // Kept on its own tier if that tier can still hold it next to the more
+                    // valuable held copies, and the appliance has room for it at all.
+                    Some((h, t)) if pin[ai][t] >= bytes.max(h) && left[ai] >= bytes.max(h) => {
+                        let need = bytes.max(h);
+                        pin[ai][t] -= need;
+                        left[ai] -= need;
+                        Some((t, need, h, true))
                     }
-                    // Held on a tier without room: moved (deleted first, then filled).
-                    Some(_) => fresh().inspect(|_| {
-                        retier.insert((a, r));
-                    }),
-                    None => fresh(),
+                    // A new copy (or a held one its tier can no longer hold: moved); its tier
+                    // is pass 2's.
+                    _ if left[ai] >= bytes && room[ai].iter().any(|&t| t >= bytes) => {
+                        left[ai] -= bytes;
+                        if held.is_some() {
+                            retier.insert((a, r));
+                        }
+                        Some((0, bytes, 0, false))
+                    }
+                    _ => None,
                 };
                 if let Some((t, need, held, kept)) = slot {
-                    room[ai][t] -= need;
-                    placed.push(Placed {
+                    cand.push(Placed {
                         appliance: a,
                         rendition: r,
                         tier: t,
                         value,
+                        need,
                         held,
                         kept,
+                        ok: true,
                     });
                     got += 1;
                 }
             }
+            spans.push((li, want, first, cand.len()));
+        }
+
+        // Pass 2: tiers. Held copies are charged to their own tier first, then new copies,
+        // most valuable first, go to flash if it has room, else disk, else nowhere.
+        for x in cand.iter().filter(|x| x.kept) {
+            let e = &mut exact[x.appliance as usize][x.tier];
+            *e = e.saturating_sub(x.need);
+        }
+        for x in cand.iter_mut().filter(|x| !x.kept) {
+            let e = &mut exact[x.appliance as usize];
+            match (0..2).find(|&t| e[t] >= x.need) {
+                Some(t) => {
+                    e[t] -= x.need;
+                    x.tier = t;
+                }
+                None => x.ok = false,
+            }
+        }
+
+        // Pass 3: summaries, fills and their sources.
+        for &(li, want, from, to) in &spans {
+            let (r, _, _) = list[li];
+            let bytes = rbytes[r as usize];
+            let rh = rhash[r as usize];
+            let here = held_in(c, r);
+            let first_fill = placed.len();
+            placed.extend(cand[from..to].iter().filter(|x| x.ok));
+            let got = (placed.len() - first_fill) as u64;
+            sum.copies_wanted += want;
             sum.copies_placed += got;
             sum.bytes_placed += got * bytes;
             sum.copies_unplaced += want - got;
@@ -539,7 +604,6 @@ pub fn plan(input: &PlanInput) -> Plan {
             if is_upstream[c] {
                 planned_by[c].extend(placed[first_fill..].iter().map(|x| (r, x.appliance)));
             }
-            // Fills and their sources.
             let mine = &placed[first_fill..];
             for x in mine {
                 if x.kept && x.held >= bytes {
@@ -594,7 +658,8 @@ pub fn plan(input: &PlanInput) -> Plan {
     }
 
     // Deletions: held (by eligible appliances) and not kept there. Per appliance (in id
-    // order): by tier, then largest first, then rendition id.
+    // order): by tier, then least valuable first (value in the appliance's cluster; 0 without
+    // demand or for a rendition not in the catalog), then largest first, then rendition id.
     let mut kept_by: Vec<Vec<u32>> = vec![Vec::new(); apps.len()];
     for x in placed.iter().filter(|x| x.kept) {
         kept_by[x.appliance as usize].push(x.rendition);
@@ -608,17 +673,24 @@ pub fn plan(input: &PlanInput) -> Plan {
         }
         let kept = &mut kept_by[i];
         kept.sort_unstable();
-        let mut mine: Vec<(usize, u64, &RenditionId)> = Vec::new();
+        let cid = clusters[app_cluster[i].unwrap_or(0)].id.as_str();
+        let mut mine: Vec<(usize, f64, u64, &RenditionId)> = Vec::new();
         for &(r, bytes, t) in &holdings[i] {
             if kept.binary_search(&r).is_err() {
-                mine.push((t, bytes, &rends[r as usize].id));
+                let rend = rends[r as usize];
+                mine.push((t, value_in(rend, cid), bytes, &rend.id));
             }
         }
         for &u in &unknown[i] {
             let h = &a.held[u];
-            mine.push((tier_slot(h.tier), h.bytes, &h.rendition));
+            mine.push((tier_slot(h.tier), 0.0, h.bytes, &h.rendition));
         }
-        mine.sort_unstable_by(|x, y| x.0.cmp(&y.0).then(y.1.cmp(&x.1)).then(x.2.cmp(y.2)));
+        mine.sort_unstable_by(|x, y| {
+            x.0.cmp(&y.0)
+                .then(x.1.total_cmp(&y.1))
+                .then(y.2.cmp(&x.2))
+                .then(x.3.cmp(y.3))
+        });
         let mut k = 0;
         while k < mine.len() {
             let t = mine[k].0;
@@ -626,8 +698,8 @@ pub fn plan(input: &PlanInput) -> Plan {
             while k < mine.len() && mine[k].0 == t {
                 deletes.push(Delete {
                     appliance: a.id.clone(),
-                    rendition: mine[k].2.clone(),
-                    bytes: mine[k].1,
+                    rendition: mine[k].3.clone(),
+                    bytes: mine[k].2,
                     tier: TIERS[t],
                 });
                 k += 1;
@@ -648,7 +720,7 @@ pub fn plan(input: &PlanInput) -> Plan {
         .collect();
 
     // Which deletions each fill needs: walk fills in order per (appliance, tier), taking
-    // that pair's deletions (largest first) while the free space is short.
+    // that pair's deletions (least valuable first) while the free space is short.
     let app_idx: FastMap<&str, usize> = apps
         .iter()
         .enumerate()
@@ -663,8 +735,8 @@ pub fn plan(input: &PlanInput) -> Plan {
                 used[tier_slot(h.tier)] += i128::from(h.bytes);
             }
             [
-                i128::from(plan_cap[i][0]) - used[0],
-                i128::from(plan_cap[i][1]) - used[1],
+                i128::from(room[i][0]) - used[0],
+                i128::from(room[i][1]) - used[1],
             ]
         })
         .collect();
@@ -701,6 +773,15 @@ pub fn plan(input: &PlanInput) -> Plan {
         fills,
         deletes,
         clusters: summaries,
+    }
+}
+
+/// Value of a rendition in a cluster (step 2): predicted bytes served per byte stored, 0
+/// without demand there.
+fn value_in(r: &RenditionInput, cluster: &str) -> f64 {
+    match r.demand.get(cluster) {
+        Some(&d) if r.bytes > 0 && d.is_finite() && d > 0.0 => d / r.bytes as f64,
+        _ => 0.0,
     }
 }
 

@@ -454,7 +454,8 @@ impl App {
             n: 2,
             client_prefix,
         };
-        oca_common::token::sign(key, &params, &object).map_err(|e| internal(e.to_string()))
+        keys.sign(&params, &object)
+            .map_err(|e| internal(e.to_string()))
     }
 }
 

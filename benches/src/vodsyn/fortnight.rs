@@ -145,7 +145,9 @@ pub fn execute(
 /// A bench diagnostic, **not** the executor's rule: like [`execute`], but room for a fill is
 /// made by deleting, among the plan's deletions on that appliance and tier, the **least
 /// valuable** held rendition first (`value`: predicted bytes served per byte stored
-/// tonight) instead of the plan's `needs_deletes` (largest first). A fill that moves a
+/// tonight) instead of following the plan's `needs_deletes`. Since the planner lists those
+/// least valuable first too (issue 7 fix, 2026-11-22), its row equals the plain max-fill 1
+/// row: it is kept as a check that it stays so. A fill that moves a
 /// held rendition to another tier deletes the old copy first. `room` is each tier's
 /// planned capacity (`max_fill ×` flash, disk).
 pub fn execute_by_value(

@@ -198,20 +198,19 @@ fn keeps_what_is_held_and_deletes_what_is_not_placed() {
 }
 
 #[test]
-fn partial_holdings_are_completed_and_full_tiers_move() {
+fn partial_holdings_are_completed_and_shrunk_tiers_move() {
+    // A failed drive shrank flash to 50: `moved` (100 on flash) no longer fits its tier and
+    // is moved to disk (deleted first, then filled); `part` does not fit any more.
     let input = PlanInput {
         clusters: vec![cluster("c", "origin")],
         appliances: vec![app(
             "a",
             "c",
-            100,
+            50,
             100,
             &[("t/part", 30, Tier::Disk), ("t/moved", 100, Tier::Flash)],
         )],
         renditions: vec![
-            // `hot` takes the flash `moved` sits on; `moved` then goes to disk, `part` does
-            // not fit any more.
-            rend("t/hot", 100, &[("c", 1000.0)]),
             rend("t/moved", 100, &[("c", 500.0)]),
             rend("t/part", 100, &[("c", 1.0)]),
         ],
@@ -229,6 +228,7 @@ fn partial_holdings_are_completed_and_full_tiers_move() {
         own.iter()
             .any(|d| d.rendition.as_str() == "t/moved" && d.tier == Tier::Flash)
     );
+    assert!(fills_of(&p, "t/part").is_empty());
     // With room on disk, the partial copy is completed: only the missing bytes move.
     let input2 = PlanInput {
         appliances: vec![app("a", "c", 0, 300, &[("t/part", 30, Tier::Disk)])],
@@ -238,6 +238,112 @@ fn partial_holdings_are_completed_and_full_tiers_move() {
     let part = fills_of(&p2, "t/part")[0];
     assert_eq!((part.bytes, part.tier), (70, Tier::Disk));
     assert!(p2.deletes.is_empty());
+}
+
+#[test]
+fn held_flash_copy_stays_when_more_valuable_new_ones_arrive() {
+    // `held` fills flash; `hot` is worth more but the appliance has room on disk: `held`
+    // keeps its flash (no delete, no refill from the origin) and `hot` goes to disk.
+    let input = PlanInput {
+        clusters: vec![cluster("c", "origin")],
+        appliances: vec![app("a", "c", 100, 100, &[("t/held", 100, Tier::Flash)])],
+        renditions: vec![
+            rend("t/hot", 100, &[("c", 1000.0)]),
+            rend("t/held", 100, &[("c", 500.0)]),
+        ],
+        params: params(1),
+    };
+    let p = plan(&input);
+    assert!(fills_of(&p, "t/held").is_empty(), "held copy not moved");
+    assert!(p.deletes.is_empty());
+    let hot = fills_of(&p, "t/hot")[0];
+    assert_eq!((hot.tier, hot.bytes), (Tier::Disk, 100));
+    assert!(hot.needs_deletes.is_empty());
+}
+
+#[test]
+fn held_disk_copy_stays_when_flash_frees_up() {
+    // Flash frees up (`stale` has no demand); `n1` takes most of it and `n2` would need all
+    // of disk, where `warm` sits: `warm` stays on disk (it is not moved to flash to make
+    // room), `n2` finds no room and is counted as unplaced.
+    let input = PlanInput {
+        clusters: vec![cluster("c", "origin")],
+        appliances: vec![app(
+            "a",
+            "c",
+            200,
+            100,
+            &[("t/stale", 200, Tier::Flash), ("t/warm", 50, Tier::Disk)],
+        )],
+        renditions: vec![
+            rend("t/n1", 140, &[("c", 1400.0)]),
+            rend("t/n2", 100, &[("c", 800.0)]),
+            rend("t/warm", 50, &[("c", 250.0)]),
+            rend("t/stale", 200, &[]),
+        ],
+        params: params(1),
+    };
+    let p = plan(&input);
+    assert!(
+        fills_of(&p, "t/warm").is_empty(),
+        "held disk copy not moved"
+    );
+    let dels: Vec<&str> = p.deletes.iter().map(|d| d.rendition.as_str()).collect();
+    assert_eq!(dels, vec!["t/stale"]);
+    let n1 = fills_of(&p, "t/n1")[0];
+    assert_eq!(n1.tier, Tier::Flash);
+    assert!(fills_of(&p, "t/n2").is_empty());
+    let c = &p.clusters[0];
+    assert_eq!(
+        (c.copies_placed, c.copies_unplaced, c.bytes_unplaced),
+        (2, 1, 100)
+    );
+}
+
+#[test]
+fn deletions_that_make_room_go_least_valuable_first() {
+    // Disk 400 holds `big` (value 1), `small` (value 0.5) and `cold` (no demand: value 0);
+    // four new renditions worth far more take all of it. The deletions each fill needs go
+    // least valuable first (cold, small, big), not largest first: if the night's budget
+    // stops after `hot1` or `hot2`, the valuable `big` is still there.
+    let input = PlanInput {
+        clusters: vec![cluster("c", "origin")],
+        appliances: vec![app(
+            "a",
+            "c",
+            0,
+            400,
+            &[
+                ("t/big", 200, Tier::Disk),
+                ("t/small", 100, Tier::Disk),
+                ("t/cold", 50, Tier::Disk),
+            ],
+        )],
+        renditions: vec![
+            rend("t/hot1", 100, &[("c", 10_000.0)]),
+            rend("t/hot2", 100, &[("c", 9_000.0)]),
+            rend("t/hot3", 100, &[("c", 8_000.0)]),
+            rend("t/hot4", 100, &[("c", 7_000.0)]),
+            rend("t/big", 200, &[("c", 200.0)]),
+            rend("t/small", 100, &[("c", 50.0)]),
+            rend("t/cold", 50, &[]),
+        ],
+        params: params(1),
+    };
+    let p = plan(&input);
+    let dels: Vec<&str> = p.deletes.iter().map(|d| d.rendition.as_str()).collect();
+    assert_eq!(dels, vec!["t/cold", "t/small", "t/big"]);
+    let needs = |r: &str| -> Vec<&str> {
+        fills_of(&p, r)[0]
+            .needs_deletes
+            .iter()
+            .map(|&i| p.deletes[i as usize].rendition.as_str())
+            .collect()
+    };
+    assert_eq!(needs("t/hot1"), vec!["t/cold"]);
+    assert_eq!(needs("t/hot2"), vec!["t/small"]);
+    assert_eq!(needs("t/hot3"), vec!["t/big"]);
+    assert!(needs("t/hot4").is_empty());
 }
 
 #[test]
