@@ -416,16 +416,30 @@ pub fn start_appliance(
     cluster: &str,
     prefixes: &[&str],
 ) -> Server {
+    let list = prefixes
+        .iter()
+        .map(|p| format!("\"{p}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let extra = format!("capacity-bps = \"10Gbps\"\nbgp-prefixes = [{list}]\n");
+    start_appliance_with(fx, steering, id, cluster, &extra)
+}
+
+/// Starts `oca serve` on `fx` as appliance `id` of `cluster`, heartbeating to `steering`
+/// every [`INTERVAL`], with `extra` appended to its `[heartbeat]` table (and whatever tables
+/// follow it); waits until `/readyz` answers 200 (a port taken meanwhile: another try).
+pub fn start_appliance_with(
+    fx: Fixture,
+    steering: &Steering,
+    id: &str,
+    cluster: &str,
+    extra: &str,
+) -> Server {
     std::fs::write(fx.path("hb-token"), &steering.tokens[id]).expect("token file");
     let opts = Opts::default();
     let mut last = String::new();
     for attempt in 0..5 {
         let ports = Ports::free();
-        let list = prefixes
-            .iter()
-            .map(|p| format!("\"{p}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
         let text = fx
             .config_text(&opts, ports)
             .replace("id = \"oca-e2e\"", &format!("id = \"{id}\""))
@@ -438,9 +452,7 @@ interval = "{ms}ms"
 site = "s1"
 cluster = "{cluster}"
 public-urls = ["https://127.0.0.1:{https}"]
-capacity-bps = "10Gbps"
-bgp-prefixes = [{list}]
-"#,
+{extra}"#,
                 sport = steering.port,
                 ms = INTERVAL.as_millis(),
                 https = ports.https,
@@ -450,8 +462,7 @@ bgp-prefixes = [{list}]
         let log = fx.path(&format!("oca-{attempt}.log"));
         let err = std::fs::File::create(&log).expect("log");
         let child = Command::new(oca_bin())
-            .arg("serve")
-            .arg("-c")
+            .args(["serve", "-c"])
             .arg(&config)
             .env_remove("OCA_CONFIG")
             .env_remove("OCA_LOG")

@@ -17,9 +17,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use oca_tests::fixture::{Fixture, Opts, Ports};
-use oca_tests::server::{ChildGuard, READY_LIMIT, Server, blocking_status, oca_bin};
-use oca_tests::steering::{INTERVAL, Steering, commit_rendition};
+use oca_tests::fixture::Fixture;
+use oca_tests::server::{ChildGuard, READY_LIMIT, Server, oca_bin};
+use oca_tests::steering::{Steering, commit_rendition, start_appliance_with};
 use oca_tests::{POLL_PAUSE, poll_until};
 
 const R720: &str = "movie/720p";
@@ -213,70 +213,7 @@ fn first_announcements() -> (Vec<&'static str>, Vec<&'static str>) {
 /// `oca serve` as appliance `ID` of cluster `isp-b`, heartbeating to `steering`, with
 /// `extra` appended to its config.
 fn start_oca(fx: Fixture, steering: &Steering, extra: &str) -> Server {
-    std::fs::write(fx.path("hb-token"), &steering.tokens[ID]).expect("token file");
-    let opts = Opts::default();
-    let mut last = String::new();
-    for attempt in 0..5 {
-        let ports = Ports::free();
-        let text = fx
-            .config_text(&opts, ports)
-            .replace("id = \"oca-e2e\"", &format!("id = \"{ID}\""))
-            + &format!(
-                r#"
-[heartbeat]
-endpoints = ["http://127.0.0.1:{sport}"]
-token-file = "hb-token"
-interval = "{ms}ms"
-site = "s1"
-cluster = "isp-b"
-public-urls = ["https://127.0.0.1:{https}"]
-{extra}"#,
-                sport = steering.port,
-                ms = INTERVAL.as_millis(),
-                https = ports.https,
-            );
-        let config = fx.path("oca.toml");
-        std::fs::write(&config, text).expect("config");
-        let log = fx.path(&format!("oca-{attempt}.log"));
-        let err = std::fs::File::create(&log).expect("log");
-        let child = Command::new(oca_bin())
-            .args(["serve", "-c"])
-            .arg(&config)
-            .env_remove("OCA_CONFIG")
-            .env_remove("OCA_LOG")
-            .stdin(Stdio::null())
-            .stdout(err.try_clone().expect("clone"))
-            .stderr(err)
-            .spawn()
-            .expect("spawn oca");
-        let mut proc = ChildGuard { child, log };
-        let t0 = Instant::now();
-        loop {
-            if let Some(st) = proc.exited() {
-                last = format!("(exited: {st})\n{}", proc.log_text());
-                break;
-            }
-            if blocking_status(ports.admin, "/readyz") == Some(200) {
-                return Server {
-                    proc,
-                    fx,
-                    opts,
-                    ports,
-                    config,
-                };
-            }
-            assert!(
-                t0.elapsed() < READY_LIMIT,
-                "oca not ready: {}",
-                proc.log_text()
-            );
-            std::thread::sleep(POLL_PAUSE);
-        }
-        if !last.contains("cannot listen") {
-            break;
-        }
-    }
-    panic!("oca did not start: {last}");
+    start_appliance_with(fx, steering, ID, "isp-b", extra)
 }
 
 /// The appliance's entry in steering's registry.

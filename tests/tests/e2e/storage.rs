@@ -78,7 +78,9 @@ async fn ingest_serve_commit_inventory_delete_and_restart() {
     assert_eq!(tmp_files(&srv, "d0"), 0);
     // Bad requests.
     let small = put_file(&srv, "small", b"abc");
-    let cases: Vec<(&str, Vec<(&str, String)>, u16)> = vec![
+    // (path, headers, expected status)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, u16);
+    let cases: Vec<Case> = vec![
         ("/v1/objects/ing/720p/x", vec![], 400),
         (
             "/v1/objects/ing/720p/x",
