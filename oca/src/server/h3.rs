@@ -222,6 +222,22 @@ async fn connection(
     // dropping the last handle would close the connection at once.
     let linger = shared.config.limits.idle_timeout.min(crate::server::LINGER);
     let _ = tokio::time::timeout(linger, conn.closed()).await;
+    // What the transport did, for diagnosing throughput or CPU (log.level "oca=debug").
+    let s = conn.stats();
+    tracing::debug!(
+        %peer,
+        udp_tx_datagrams = s.udp_tx.datagrams,
+        udp_tx_sends = s.udp_tx.ios,
+        packets_sent = s.path.sent_packets,
+        packets_lost = s.path.lost_packets,
+        ack_frames_sent = s.frame_tx.acks,
+        ack_frames_received = s.frame_rx.acks,
+        stream_frames_sent = s.frame_tx.stream,
+        rtt_us = s.path.rtt.as_micros() as u64,
+        cwnd = s.path.cwnd,
+        mtu = s.path.current_mtu,
+        "HTTP/3 connection closed"
+    );
 }
 
 /// One request through the shared handler; the response head through `h3`, the body as
