@@ -753,7 +753,11 @@ mod tests {
         for _ in 0..50_000 {
             // Skewed keys: a small hot range and a long tail; sizes fixed per key.
             let r = rng.next();
-            let key = if r % 4 == 0 { r % 50 } else { r % 5000 };
+            let key = if r.is_multiple_of(4) {
+                r % 50
+            } else {
+                r % 5000
+            };
             let size = *sizes
                 .entry(key)
                 .or_insert_with(|| 1 + rng.next() % (1100 * KIB));

@@ -785,7 +785,7 @@ impl TieredStore {
                 return Err(StorageError::io(&tmp, e));
             }
         };
-        Ok(IngestStart::Started(Ingest {
+        Ok(IngestStart::Started(Box::new(Ingest {
             store: self.me.clone(),
             key,
             h,
@@ -801,7 +801,7 @@ impl TieredStore {
             done: false,
             _guard: guard,
             _reservation: reservation,
-        }))
+        })))
     }
 
     fn pick_drive(&self, tier: Option<Tier>, size: u64) -> Result<u16, StorageError> {
@@ -1903,8 +1903,8 @@ impl ObjectStore for TieredStore {
 /// What [`TieredStore::begin_ingest`] gives back.
 #[derive(Debug)]
 pub enum IngestStart {
-    /// Write the body into this.
-    Started(Ingest),
+    /// Write the body into this (boxed: an `Ingest` is large, `AlreadyPresent` is empty).
+    Started(Box<Ingest>),
     /// The same object is already stored: nothing to write.
     AlreadyPresent,
 }

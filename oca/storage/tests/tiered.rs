@@ -418,9 +418,9 @@ async fn a_failed_drive_is_dropped_persisted_and_the_rest_keeps_serving() {
     let st = s.drives();
     assert!(!st[0].up && st[1].up);
     assert_eq!(st[0].errors, 1);
-    for i in 0..6 {
+    for (i, &held) in on.iter().enumerate().take(6) {
         let got = s.lookup(&key(&format!("t/r/{i}")));
-        assert_eq!(got.is_some(), on[i] == 1, "object {i}");
+        assert_eq!(got.is_some(), held == 1, "object {i}");
     }
     // The rendition is cut to its leading files on drive 1 (or gone).
     let lead = on.iter().take_while(|d| **d == 1).count() as u32;
@@ -441,8 +441,8 @@ async fn a_failed_drive_is_dropped_persisted_and_the_rest_keeps_serving() {
             .failed_drives,
         1
     );
-    for i in 0..6 {
-        assert_eq!(s.lookup(&key(&format!("t/r/{i}"))).is_some(), on[i] == 1);
+    for (i, &held) in on.iter().enumerate().take(6) {
+        assert_eq!(s.lookup(&key(&format!("t/r/{i}"))).is_some(), held == 1);
     }
     // A not-EIO error (e.g. a vanished file) does not fail a drive.
     let h = s.lookup(&key("t/r/new")).unwrap();
