@@ -39,6 +39,12 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --release --workspace 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The vendored, patched quinn-proto (vendor/README.md): upstream's unit tests plus ours, on
+# the patched sources, in a scratch copy with upstream's dev-dependencies.
+echo "== vendored quinn-proto"
+VENDOR_CHECK_TARGET_DIR="$CARGO_TARGET_DIR/vendor-check" vendor/check.sh 2>&1 | tee -a "$log"
+vstatus=${PIPESTATUS[0]}
+[ "$status" -ne 0 ] || status=$vstatus
 set -e
 # One closing line for the whole workspace (cargo prints one per test binary, the last of
 # which is often an empty doc-test run).
