@@ -37,7 +37,7 @@ echo "== tests"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --release --workspace 2>&1 | tee "$log"
+cargo test --release --workspace --no-fail-fast 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 # The vendored, patched quinn-proto (vendor/README.md): upstream's unit tests plus ours, on
 # the patched sources, in a scratch copy with upstream's dev-dependencies.

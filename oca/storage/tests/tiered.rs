@@ -499,15 +499,19 @@ async fn hot_disk_objects_are_promoted_to_flash_under_a_rate_cap() {
     }));
     let k = key("t/r/x");
     let mut promoted = false;
+    // The promoter publishes the move in the index and then counts it: wait for both.
     for _ in 0..400 {
         let h = s.lookup(&k).unwrap();
-        if h.drive == Some(0) {
+        if h.drive == Some(0) && s.moves().0 == 1 {
             promoted = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(promoted, "a hot disk object was never promoted");
+    assert!(
+        promoted,
+        "a hot disk object was never promoted (and counted)"
+    );
     assert_eq!(s.moves(), (1, 1));
     assert_eq!(s.lookup(&key("t/r/cold")).unwrap().drive, Some(1));
     let _ = stop_tx.send(());
