@@ -91,7 +91,7 @@ impl SentPackets {
     pub(super) fn range(
         &self,
         range: impl RangeBounds<u64>,
-    ) -> impl DoubleEndedIterator<Item = (u64, &SentPacket)> {
+    ) -> impl Iterator<Item = (u64, &SentPacket)> {
         let lo = match range.start_bound() {
             Bound::Included(&n) => n,
             Bound::Excluded(&n) => n.saturating_add(1),
